@@ -1,0 +1,91 @@
+"""``video2dataset(...)``: the Python entry point, with video2dataset 1.3.0's arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import fsspec
+
+from v2d_core.config import Config
+from v2d_core.errors import ConfigError
+from v2d_core.job import JobConfig, options_from_kwargs
+from v2d_core.run import RunSummary, run_job
+
+
+def video2dataset(
+    url_list: str | Sequence[str],
+    output_folder: str = "videos",
+    output_format: str = "files",
+    input_format: str = "txt",
+    encode_formats: Mapping[str, str] | None = None,
+    stage: str = "download",
+    url_col: str = "url",
+    caption_col: str | None = None,
+    clip_col: str | None = None,
+    save_additional_columns: Sequence[str] | str | None = None,
+    enable_wandb: bool = False,
+    wandb_project: str = "video2dataset",
+    incremental_mode: str = "incremental",
+    max_shard_retry: int = 1,
+    tmp_dir: str = "/tmp",
+    config: str | Mapping[str, Any] | Config = "default",
+    show_progress: bool = True,
+    **overrides: Any,
+) -> RunSummary:
+    """Download ``url_list`` into a sharded dataset under ``output_folder``.
+
+    ``config`` is a preset name, a YAML path or a mapping in video2dataset's shape;
+    any further keyword names one field of a config section and overrides it, e.g.
+    ``processes_count=4`` or ``number_sample_per_shard=100``.
+    """
+    if enable_wandb:
+        raise ConfigError(
+            "enable_wandb is not supported in this version (Weights & Biases logging is planned)"
+        )
+    options = options_from_kwargs(
+        {
+            "url_list": _absolute(url_list),
+            "output_folder": _absolute(output_folder),
+            "output_format": output_format,
+            "input_format": input_format,
+            "encode_formats": encode_formats,
+            "stage": stage,
+            "url_col": url_col,
+            "caption_col": caption_col,
+            "clip_col": clip_col,
+            "save_additional_columns": save_additional_columns,
+            "incremental_mode": incremental_mode,
+            "max_shard_retry": max_shard_retry,
+            "tmp_dir": tmp_dir,
+        }
+    )
+    job = JobConfig(config=apply_overrides(Config.load(config), overrides), **options)
+    return run_job(job, show_progress=show_progress)
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """``config`` with flat ``name=value`` overrides routed to the section that has ``name``."""
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in overrides.items():
+        owners = [
+            section.name
+            for section in dataclasses.fields(config)
+            if dataclasses.is_dataclass(getattr(config, section.name))
+            and name in {f.name for f in dataclasses.fields(getattr(config, section.name))}
+        ]
+        if not owners:
+            raise ConfigError(f"unknown option {name!r}: not an argument of video2dataset nor a config field")
+        sections.setdefault(owners[0], {})[name] = value
+    return config.with_overrides(sections)
+
+
+def _absolute(path: str | Sequence[str]) -> str | list[str]:
+    if not isinstance(path, str):
+        return [str(_absolute(p)) for p in path]
+    fs, stripped = fsspec.core.url_to_fs(path)
+    if "file" in fs.protocol:
+        return os.path.abspath(stripped)
+    return path

@@ -1,0 +1,57 @@
+"""The ``video2dataset`` command: video2dataset 1.3.0's flags (``--url_list=...``), via python-fire."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+import fire
+
+from v2d_core.api import video2dataset
+from v2d_core.errors import V2DError
+from v2d_core.run import RunSummary
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """The closing lines a run prints: rows by status and shards that kept failing."""
+    totals = summary.totals
+    lines = [
+        f"shards done: {len(summary.results)} (already done before: {len(summary.skipped_shards)})",
+        f"samples: {totals['count']}, success: {totals['success']}, "
+        f"failed_to_download: {totals['failed_to_download']}, "
+        f"failed_to_subsample: {totals['failed_to_subsample']}",
+    ]
+    for shard_id, error in sorted(summary.failed_shards.items()):
+        lines.append(f"shard {shard_id} failed after retries: {error}")
+    return lines
+
+
+def _command(*args: Any, **kwargs: Any) -> None:
+    summary = video2dataset(*args, **kwargs)
+    print("\n".join(summary_lines(summary)))
+    if summary.failed_shards:
+        sys.exit(1)
+
+
+_command.__doc__ = video2dataset.__doc__
+_command.__signature__ = inspect.signature(video2dataset)  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    """Entry point of the ``video2dataset`` console script."""
+    try:
+        fire.Fire(_command, name="video2dataset")
+    except V2DError as error:
+        print(f"video2dataset: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(
+            "video2dataset: interrupted; finished shards are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The one exception hierarchy of v2d, and where exceptions become sample statuses.
+
+::
+
+    V2DError
+    ├── ConfigError          bad option or value; raised before any work starts
+    ├── InputError           unreadable url list, missing column
+    ├── FetchError           -> status "failed_to_download"
+    │   ├── UnsupportedUrlError    not http(s), or no url at all
+    │   ├── HTTPStatusError        4xx / 5xx after retries
+    │   ├── FetchTimeoutError      connect/read timeout or stalled body
+    │   ├── ConnectionLostError    reset or closed mid-body
+    │   ├── TooLargeError          body over ``max_file_size``
+    │   ├── NotMediaError          empty body, HTML page, unreadable container
+    │   └── YtDlpError             yt-dlp's own error, message kept verbatim
+    └── SubsampleError       -> status "failed_to_subsample"
+        ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
+        └── SubsampleTimeoutError  a transform ran past its time limit
+
+Statuses are decided in :func:`status_for` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from v2d_core.sample import Status
+
+
+class V2DError(Exception):
+    """Base of every error v2d raises on purpose."""
+
+
+class ConfigError(V2DError, ValueError):
+    """An option has an unknown name or a bad value."""
+
+
+class InputError(V2DError, ValueError):
+    """The url list cannot be read as asked."""
+
+
+class FetchError(V2DError):
+    """A sample could not be fetched."""
+
+    transient = False
+
+
+class UnsupportedUrlError(FetchError):
+    """The url's scheme is not http or https."""
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with an error status."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        return self.status_code >= 500 or self.status_code == 429
+
+
+class FetchTimeoutError(FetchError):
+    """Connecting or reading took longer than allowed."""
+
+    transient = True
+
+
+class ConnectionLostError(FetchError):
+    """The connection broke before the body was complete."""
+
+    transient = True
+
+
+class TooLargeError(FetchError):
+    """The body is larger than the configured maximum."""
+
+
+class NotMediaError(FetchError):
+    """The body is not a playable media file."""
+
+
+class YtDlpError(FetchError):
+    """yt-dlp reported an error; its message is kept as is."""
+
+
+class SubsampleError(V2DError):
+    """A transform of a fetched sample failed."""
+
+
+class FFmpegError(SubsampleError):
+    """ffmpeg exited with an error."""
+
+
+class SubsampleTimeoutError(SubsampleError):
+    """A transform ran past its time limit and was killed."""
+
+
+def status_for(error: BaseException) -> Status:
+    """Map an error raised while handling one sample to that sample's status."""
+    if isinstance(error, SubsampleError):
+        return Status.FAILED_TO_SUBSAMPLE
+    return Status.FAILED_TO_DOWNLOAD
+
+
+def describe(error: BaseException) -> str:
+    """A one-line error message for a sample row: the class name unless the message says it."""
+    message = str(error).strip() or type(error).__name__
+    if isinstance(error, V2DError):
+        return message
+    return f"{type(error).__name__}: {message}"

@@ -1,0 +1,170 @@
+"""Direct media files over HTTP(S): streamed to disk, bounded in time and size, retried when transient.
+
+Limits, per attempt:
+
+- connect: ``reading.connect_timeout``; each read: ``reading.timeout``;
+- the whole body: ``BODY_DEADLINE_FACTOR * reading.timeout`` seconds of wall clock
+  (240 s with the default 60 s timeout), so a server trickling a byte now and then
+  cannot hold a worker thread forever. Reads use ``read1`` so the deadline is
+  checked at least once per ``reading.timeout``;
+- size: ``reading.max_file_size``, by Content-Length up front and while streaming.
+
+Transient failures (5xx, 429, timeouts, connection lost mid-body) are retried
+``reading.retries`` times with exponential backoff ``retry_backoff * 2**attempt``;
+anything else (404, too large, not media) fails at once. Each fetch uses its own
+``requests.Session`` (shared by its attempts), so threads share no state and no
+pooled socket outlives the call.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+import requests
+import urllib3.exceptions
+
+from v2d_core.config import ReadingConfig
+from v2d_core.errors import (
+    ConnectionLostError,
+    FetchError,
+    FetchTimeoutError,
+    HTTPStatusError,
+    NotMediaError,
+    TooLargeError,
+    UnsupportedUrlError,
+)
+from v2d_core.fetch.base import Fetcher, FetchResult
+from v2d_core.fetch.media_check import assemble_streams
+
+VIDEO_EXTENSIONS = ("mp4", "webm", "mov", "avi", "mkv")
+AUDIO_EXTENSIONS = ("mp3", "wav", "m4a")
+BODY_DEADLINE_FACTOR = 4
+CHUNK_BYTES = 1024 * 1024
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def direct_media_extension(url: str) -> str | None:
+    """The media extension the url's path ends with (video2dataset's list), or None."""
+    path = unquote(urlsplit(url).path).lower()
+    return next((ext for ext in VIDEO_EXTENSIONS + AUDIO_EXTENSIONS if path.endswith(f".{ext}")), None)
+
+
+class HttpFetcher(Fetcher):
+    """Downloads a direct media url into ``workdir``; safe to call from many threads at once."""
+
+    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
+        self._reading = reading
+        self._encode_formats = dict(encode_formats)
+
+    def fetch(self, url: str, workdir: Path) -> FetchResult:
+        """Download ``url``, check it is whole media, and return its requested streams."""
+        target = workdir / f"{uuid.uuid4().hex}.{direct_media_extension(url) or 'bin'}"
+        try:
+            received = self._download_with_retries(url, target)
+            streams = assemble_streams([target], self._encode_formats, workdir, self._reading.timeout)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return FetchResult(streams=streams, bytes_downloaded=received)
+
+    def _download_with_retries(self, url: str, target: Path) -> int:
+        """Attempts share one Session (one per fetch: nothing shared across threads, no socket left open)."""
+        attempt = 0
+        with requests.Session() as session:
+            while True:
+                try:
+                    return self._download_once(session, url, target)
+                except FetchError as error:
+                    if not error.transient or attempt >= self._reading.retries:
+                        raise
+                time.sleep(self._reading.retry_backoff * 2**attempt)
+                attempt += 1
+
+    def _download_once(self, session: requests.Session, url: str, target: Path) -> int:
+        timeout = (self._reading.connect_timeout, self._reading.timeout)
+        try:
+            response = session.get(url, stream=True, timeout=timeout)
+        except requests.RequestException as error:
+            raise _request_error(error, url) from None
+        with response:
+            _check_response(response, url, self._reading.max_file_size)
+            with target.open("wb") as sink:
+                return self._stream_body(response, sink, url)
+
+    def _stream_body(self, response: requests.Response, sink: BinaryIO, url: str) -> int:
+        """Copy the body to ``sink`` chunk by chunk; return the number of bytes received."""
+        deadline_seconds = BODY_DEADLINE_FACTOR * self._reading.timeout
+        deadline = time.monotonic() + deadline_seconds
+        limit = self._reading.max_file_size
+        read = getattr(response.raw, "read1", response.raw.read)
+        received = 0
+        while chunk := _read_chunk(read, url):
+            received += len(chunk)
+            if received > limit:
+                raise TooLargeError(f"body of {url} is over max_file_size ({limit} bytes)")
+            sink.write(chunk)
+            if time.monotonic() > deadline:
+                raise FetchTimeoutError(f"body of {url} not complete after {deadline_seconds:g}s")
+        _check_length(response, received, url)
+        return received
+
+
+def _read_chunk(read: object, url: str) -> bytes:
+    """One read from the raw body, with urllib3's errors mapped onto ours."""
+    try:
+        return read(CHUNK_BYTES, decode_content=True)  # type: ignore[operator]
+    except (urllib3.exceptions.TimeoutError, TimeoutError):
+        raise FetchTimeoutError(f"read timed out for {url}") from None
+    except urllib3.exceptions.DecodeError as error:
+        raise NotMediaError(f"cannot decode the body of {url}: {error}") from None
+    except (urllib3.exceptions.ProtocolError, http.client.HTTPException, OSError) as error:
+        raise ConnectionLostError(f"connection lost while reading {url}: {error}") from None
+
+
+def _check_response(response: requests.Response, url: str, limit: int) -> None:
+    """Fail before reading the body: error status, HTML page, declared size over the limit."""
+    if response.status_code >= 400:
+        reason = f" {response.reason}" if response.reason else ""
+        raise HTTPStatusError(f"HTTP {response.status_code}{reason} for {url}", response.status_code)
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in HTML_TYPES:
+        raise NotMediaError(f"{url} is a web page ({content_type}), not a media file")
+    declared = _declared_length(response)
+    if declared is not None and declared > limit:
+        raise TooLargeError(f"{url} is {declared} bytes, over max_file_size ({limit} bytes)")
+
+
+def _declared_length(response: requests.Response) -> int | None:
+    """Content-Length as an int when present, valid, and the body is not content-encoded."""
+    value = response.headers.get("Content-Length", "")
+    if not value.strip().isdigit() or response.headers.get("Content-Encoding"):
+        return None
+    return int(value)
+
+
+def _check_length(response: requests.Response, received: int, url: str) -> None:
+    declared = _declared_length(response)
+    if declared is not None and received < declared:
+        raise ConnectionLostError(f"short body for {url}: got {received} of {declared} bytes")
+    if received == 0:
+        raise NotMediaError(f"empty body from {url}")
+
+
+def _request_error(error: requests.RequestException, url: str) -> FetchError:
+    """Map an error raised by ``Session.get`` (before the body) onto the v2d hierarchy."""
+    if isinstance(error, requests.Timeout):
+        return FetchTimeoutError(f"timed out connecting to or waiting for {url}")
+    if isinstance(error, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
+        return UnsupportedUrlError(f"cannot fetch {url}: {error}")
+    if isinstance(error, requests.TooManyRedirects):
+        status = error.response.status_code if error.response is not None else 310
+        return HTTPStatusError(f"too many redirects for {url}", status)
+    if isinstance(error, requests.exceptions.ContentDecodingError):
+        return NotMediaError(f"cannot decode the body of {url}: {error}")
+    return ConnectionLostError(f"connection to {url} failed: {error}")

@@ -1,0 +1,276 @@
+"""Pages yt-dlp understands (YouTube, Vimeo, any page with a ``<video>``): one ``YoutubeDL`` per url.
+
+Each fetch gets its own folder under ``workdir`` (yt-dlp's ``paths`` home and temp,
+no cache dir), so nothing is written elsewhere and threads never share a file name.
+One ``extract_info(download=True)`` call both downloads and gives the metadata.
+Formats follow video2dataset 1.3.0: the smallest mp4 at least ``download_size`` high
+for video, an m4a at least ``download_audio_rate`` for audio; when audio is asked but
+no audio-only format exists, the audio track is extracted from the video.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yt_dlp
+import yt_dlp.utils
+
+from v2d_core.config import ReadingConfig, YtArgs
+from v2d_core.errors import ConfigError, TooLargeError, YtDlpError
+from v2d_core.fetch.base import Fetcher, FetchResult
+from v2d_core.fetch.media_check import assemble_streams
+from v2d_core.ffmpeg_binary import ffmpeg_exe
+
+LOGGER = logging.getLogger(__name__)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+RESERVED_OPTIONS = frozenset({"outtmpl", "paths", "cachedir", "download_archive"})
+DROPPED_INFO_KEYS = (
+    "formats",
+    "thumbnails",
+    "subtitles",
+    "automatic_captions",
+    "requested_formats",
+    "http_headers",
+)
+NOT_YTDLP_KEYS = frozenset({"get_info", "writealllangs"})
+OUTPUT_TEMPLATE = "media.f%(format_id)s.%(ext)s"
+
+
+def video_selector(download_size: int) -> str:
+    """video2dataset's video format: smallest mp4 >= ``download_size`` high, then any single file."""
+    size = download_size
+    return f"wv*[height>={size}][ext=mp4]/w[height>={size}][ext=mp4]/bv/b[ext=mp4]/b"
+
+
+def audio_selector(download_audio_rate: int) -> str:
+    """video2dataset's audio format: smallest m4a >= ``download_audio_rate`` Hz, else the best m4a."""
+    if download_audio_rate > 0:
+        return f"wa[asr>={download_audio_rate}][ext=m4a]/ba[ext=m4a]"
+    return "ba[ext=m4a]"
+
+
+def format_selector(yt_args: YtArgs, encode_formats: Mapping[str, str]) -> str:
+    """The yt-dlp ``format`` for the requested modalities (``yt_args.format`` wins when set)."""
+    if yt_args.format:
+        return yt_args.format
+    video = video_selector(yt_args.download_size)
+    audio = audio_selector(yt_args.download_audio_rate)
+    if "video" in encode_formats and "audio" in encode_formats:
+        return f"{video},{audio}"
+    if "video" in encode_formats:
+        return video
+    return f"{audio}/b[ext=mp4]/b"
+
+
+class YtDlpFetcher(Fetcher):
+    """Downloads what yt-dlp finds at a page url; safe to call from many threads."""
+
+    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
+        reserved = sorted(RESERVED_OPTIONS & set(reading.yt_args.ytdl_options))
+        if reserved:
+            raise ConfigError(
+                f"reading.yt_args.ytdl_options may not set {', '.join(reserved)}: v2d keeps yt-dlp's "
+                "files inside the sample's work folder"
+            )
+        cookiefile = reading.yt_args.ytdl_options.get("cookiefile", reading.yt_args.cookiefile)
+        if cookiefile is not None and not Path(cookiefile).is_file():
+            raise ConfigError(f"reading.yt_args.cookiefile {cookiefile!r} is not a readable file")
+        self._reading = reading
+        self._encode_formats = dict(encode_formats)
+        self._metadata_args = dict(reading.yt_args.yt_metadata_args or {})
+
+    def fetch(self, url: str, workdir: Path) -> FetchResult:
+        """Download ``url`` with yt-dlp into a fresh folder under ``workdir``."""
+        folder = Path(tempfile.mkdtemp(prefix="ytdlp-", dir=workdir))
+        try:
+            info, metadata = self._download(url, folder)
+            files = _downloaded_files(info, self._reading.max_file_size)
+            received = sum(path.stat().st_size for path in files)
+            streams = assemble_streams(files, self._encode_formats, folder, self._reading.timeout)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return FetchResult(streams=streams, bytes_downloaded=received, metadata=metadata)
+
+    def _download(self, url: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One extract_info call: the info dict of the downloaded video and our metadata."""
+        try:
+            with yt_dlp.YoutubeDL(self._params(folder)) as ydl:
+                info = _single_entry(ydl.extract_info(url, download=True))
+                return info, self._metadata(ydl, info)
+        except yt_dlp.utils.YoutubeDLError as error:
+            raise YtDlpError(_clean_message(error)) from None
+
+    def _params(self, folder: Path) -> dict[str, Any]:
+        yt_args = self._reading.yt_args
+        params: dict[str, Any] = {
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "logger": _Logger(),
+            "color": {"stdout": "no_color", "stderr": "no_color"},
+            "format": format_selector(yt_args, self._encode_formats),
+            "paths": {"home": str(folder), "temp": str(folder)},
+            "outtmpl": {"default": OUTPUT_TEMPLATE, "subtitle": ""},
+            "cachedir": False,
+            "restrictfilenames": True,
+            "noplaylist": True,
+            "playlist_items": "1",
+            "retries": yt_args.retries,
+            "socket_timeout": self._reading.timeout,
+            "max_filesize": self._reading.max_file_size,
+            "ffmpeg_location": ffmpeg_exe(),
+        }
+        optional = {"cookiefile": yt_args.cookiefile, "proxy": yt_args.proxy}
+        params.update({key: value for key, value in optional.items() if value is not None})
+        if self._metadata_args:
+            params["subtitlesformat"] = "vtt"
+            params.update({k: v for k, v in self._metadata_args.items() if k not in NOT_YTDLP_KEYS})
+        params.update(yt_args.ytdl_options)
+        if params.get("cookiefile"):
+            # yt-dlp writes its cookie jar back on close: give it a private copy, not the shared file.
+            params["cookiefile"] = str(shutil.copyfile(params["cookiefile"], folder / "cookies.txt"))
+        return params
+
+    def _metadata(self, ydl: yt_dlp.YoutubeDL, info: dict[str, Any]) -> dict[str, Any]:
+        """video2dataset's ``yt_meta_dict``: trimmed info and parsed subtitles, when asked for."""
+        args = self._metadata_args
+        if not args:
+            return {}
+        subtitles = _subtitles(ydl, info, bool(args.get("writealllangs"))) if _wants_subtitles(args) else None
+        trimmed = trim_info(info) if args.get("get_info") else None
+        return {"yt_meta_dict": {"info": trimmed, "subtitles": subtitles}}
+
+
+class _Logger:
+    """Sends yt-dlp's output to logging at debug level instead of the terminal."""
+
+    def debug(self, message: str) -> None:
+        LOGGER.debug("%s", message)
+
+    def info(self, message: str) -> None:
+        LOGGER.debug("%s", message)
+
+    def warning(self, message: str) -> None:
+        LOGGER.debug("%s", message)
+
+    def error(self, message: str) -> None:
+        LOGGER.debug("%s", message)
+
+
+def _clean_message(error: BaseException) -> str:
+    """yt-dlp's own message without terminal colour codes (its "ERROR: [extractor] ..." text kept)."""
+    return ANSI_ESCAPE.sub("", str(error)).strip() or type(error).__name__
+
+
+def _single_entry(info: dict[str, Any] | None) -> dict[str, Any]:
+    """The video's info dict; for a playlist (several <video> on a page) its first entry."""
+    while info is not None and info.get("_type") in ("playlist", "multi_video"):
+        info = next((entry for entry in info.get("entries") or [] if entry), None)
+    if info is None:
+        raise YtDlpError("yt-dlp found no video at this url")
+    return info
+
+
+def _downloaded_files(info: dict[str, Any], max_file_size: int) -> list[Path]:
+    """The media files yt-dlp wrote; a format it skipped for size raises :class:`TooLargeError`."""
+    downloads = info.get("requested_downloads") or []
+    files = [Path(item["filepath"]) for item in downloads if item.get("filepath")]
+    files = [path for path in files if path.is_file()]
+    if files:
+        return files
+    sizes = [item.get("filesize") or item.get("filesize_approx") or 0 for item in downloads]
+    if any(size > max_file_size for size in sizes):
+        raise TooLargeError(f"the selected format is over max_file_size ({max_file_size} bytes)")
+    raise YtDlpError("yt-dlp wrote no media file (a file over max_file_size is skipped without error)")
+
+
+def trim_info(info: dict[str, Any]) -> dict[str, Any]:
+    """yt-dlp's info dict made json-serializable, without formats, thumbnails, subtitles, headers."""
+    clean = yt_dlp.YoutubeDL.sanitize_info(dict(info), remove_private_keys=True)
+    for key in DROPPED_INFO_KEYS:
+        clean.pop(key, None)
+    return clean
+
+
+def _wants_subtitles(args: Mapping[str, Any]) -> bool:
+    return bool(args.get("writesubtitles") or args.get("writeautomaticsub"))
+
+
+Cue = dict[str, Any]
+
+
+def _subtitles(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], all_langs: bool) -> dict[str, list[Cue]]:
+    """Requested subtitles, fetched through yt-dlp (its proxy and cookies) and parsed as WebVTT.
+
+    Languages come in ``subtitleslangs`` order; only the first present one unless
+    ``writealllangs`` (video2dataset's rule).
+    """
+    parsed: dict[str, list[Cue]] = {}
+    for lang, sub in (info.get("requested_subtitles") or {}).items():
+        text = sub.get("data")
+        if text is None:
+            with ydl.urlopen(sub["url"]) as response:
+                text = response.read().decode("utf-8", "replace")
+        parsed[lang] = parse_webvtt(text)
+        if not all_langs:
+            break
+    return parsed
+
+
+TIMING = re.compile(r"^\s*((?:\d+:)?\d+:\d{2}[.,]\d{3})\s+-->\s+((?:\d+:)?\d+:\d{2}[.,]\d{3})")
+
+
+def parse_webvtt(text: str) -> list[dict[str, Any]]:
+    """Cues of a WebVTT (or SRT) text as ``{"start", "end", "lines"}``, repeated lines removed.
+
+    Times are ``HH:MM:SS.mmm`` strings. As video2dataset does, cues with ``<c>`` word
+    timing (YouTube's rolling auto-captions) are skipped, blank lines dropped, a line
+    equal to the one before it dropped, and cues left empty dropped.
+    """
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    cues = [cue for block in re.split(r"\n[ \t]*\n", text) if (cue := _parse_cue(block))]
+    return _dedupe(cues)
+
+
+def _parse_cue(block: str) -> tuple[str, str, list[str]] | None:
+    """(start, end, text lines) of one cue block; None for the header, NOTE, STYLE, REGION blocks."""
+    lines = block.strip("\n").split("\n")
+    for index, line in enumerate(lines[:2]):
+        match = TIMING.match(line)
+        if match:
+            return _timestamp(match[1]), _timestamp(match[2]), lines[index + 1 :]
+    return None
+
+
+def _timestamp(value: str) -> str:
+    """``[H:]MM:SS.mmm`` (or SRT's comma) as ``HH:MM:SS.mmm``."""
+    parts = value.replace(",", ".").split(":")
+    if len(parts) == 2:
+        parts.insert(0, "0")
+    hours, minutes, seconds = parts
+    return f"{int(hours):02d}:{minutes}:{seconds}"
+
+
+def _dedupe(cues: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    previous: str | None = None
+    for start, end, lines in cues:
+        if any("<c>" in line for line in lines):
+            continue
+        kept = []
+        for line in lines:
+            if not line.strip():
+                continue
+            if line != previous:
+                kept.append(line)
+            previous = line
+        if kept:
+            result.append({"start": start, "end": end, "lines": kept})
+    return result

@@ -1,0 +1,74 @@
+"""The arguments of one ``video2dataset`` call, validated once and shared by every shard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
+from v2d_core.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    """Everything a shard needs to know: where from, where to, which columns, which config."""
+
+    url_list: str | Sequence[str]
+    output_folder: str = "videos"
+    output_format: str = "files"
+    input_format: str = "txt"
+    encode_formats: Mapping[str, str] = field(default_factory=lambda: {"video": "mp4"})
+    stage: str = "download"
+    url_col: str = "url"
+    caption_col: str | None = None
+    clip_col: str | None = None
+    save_additional_columns: Sequence[str] = ()
+    incremental_mode: str = "incremental"
+    max_shard_retry: int = 1
+    tmp_dir: str = "/tmp"
+    config: Config = field(default_factory=Config)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("input_format", self.input_format, INPUT_FORMATS),
+            ("output_format", self.output_format, OUTPUT_FORMATS),
+            ("stage", self.stage, STAGES),
+            ("incremental_mode", self.incremental_mode, INCREMENTAL_MODES),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        unknown = sorted(set(self.encode_formats) - {"video", "audio"})
+        if unknown:
+            raise ConfigError(f"encode_formats has unknown modality {unknown}; use 'video' and/or 'audio'")
+        if self.max_shard_retry < 0:
+            raise ConfigError(f"max_shard_retry must be >= 0, got {self.max_shard_retry}")
+        if self.stage != "download":
+            raise ConfigError(f"stage {self.stage!r} is not available in this version; use 'download'")
+
+    @property
+    def save_caption(self) -> bool:
+        """Whether samples carry a ``.txt`` caption."""
+        return self.caption_col is not None or self.config.storage.captions_are_subtitles
+
+    def shard_name(self, shard_id: int) -> str:
+        """Zero-padded shard id, e.g. ``00042``."""
+        return f"{shard_id:0{self.config.storage.oom_shard_count}d}"
+
+    def sample_key(self, shard_id: int, row_index: int) -> str:
+        """Key of row ``row_index`` of shard ``shard_id``, as video2dataset 1.3.0's code computes it."""
+        digits = self.config.storage.oom_sample_per_shard
+        if digits == 0:  # one sample per shard: the key is the shard id
+            return self.shard_name(shard_id)
+        return f"{self.shard_name(shard_id)}{row_index:0{digits}d}"
+
+
+def options_from_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise video2dataset-style keyword values (None for defaults, a comma string for a list)."""
+    options = {name: value for name, value in kwargs.items() if value is not None}
+    columns = options.get("save_additional_columns")
+    if isinstance(columns, str):
+        options["save_additional_columns"] = [c.strip() for c in columns.split(",") if c.strip()]
+    elif columns is not None:
+        options["save_additional_columns"] = list(columns)
+    return options

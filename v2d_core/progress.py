@@ -1,0 +1,38 @@
+"""A live progress bar over samples: videos/s and failures as shards report them."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Self
+
+from tqdm import tqdm
+
+from v2d_core.sample import Status
+
+
+class Progress:
+    """Counts finished samples; shows a tqdm bar when ``enabled``."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.done = 0
+        self.failures = 0
+        self._started = time.monotonic()
+        self._bar = tqdm(total=total, unit="video", disable=not enabled, dynamic_ncols=True)
+
+    def sample_done(self, status: str) -> None:
+        """Record one finished input row."""
+        self.done += 1
+        if status != Status.SUCCESS:
+            self.failures += 1
+        self._bar.update(1)
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        self._bar.set_postfix(videos_per_s=f"{self.done / elapsed:.1f}", failed=self.failures, refresh=False)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._bar.close()

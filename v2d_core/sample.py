@@ -1,0 +1,59 @@
+"""Records that flow through a shard: one input row, one sample, its status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Status(StrEnum):
+    """Outcome of one sample, as written in the shard's parquet and stats."""
+
+    SUCCESS = "success"
+    FAILED_TO_DOWNLOAD = "failed_to_download"
+    FAILED_TO_SUBSAMPLE = "failed_to_subsample"
+
+
+@dataclass(slots=True)
+class Sample:
+    """One sample: who it is, its media streams on local disk, and what is known about it.
+
+    ``streams`` maps a modality (``video``, ``audio``) to a local file; writers store it
+    under the extension ``encode_formats`` gives for that modality. ``extra`` holds the
+    additional input columns (and ``clips`` when a clip column was given); ``metadata``
+    holds what the pipeline learned (yt-dlp info, probe results, clip span...).
+    """
+
+    key: str
+    url: str
+    caption: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    streams: dict[str, Path] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: Status = Status.SUCCESS
+    error_message: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The sample's json / parquet row: identity, input columns, status, metadata."""
+        row: dict[str, Any] = {"url": self.url, "key": self.key}
+        if self.caption is not None:
+            row["caption"] = self.caption
+        row.update(self.extra)
+        row["status"] = str(self.status)
+        row["error_message"] = self.error_message
+        row.update(self.metadata)
+        return row
+
+    def failed(self, status: Status, message: str) -> Sample:
+        """This sample marked failed, without media."""
+        return Sample(
+            key=self.key,
+            url=self.url,
+            caption=self.caption,
+            extra=self.extra,
+            metadata=self.metadata,
+            status=status,
+            error_message=message,
+        )

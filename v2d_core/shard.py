@@ -1,0 +1,182 @@
+"""``process_shard``: the one unit of work. Fetch every row, transform, write, account for all."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from v2d_core.errors import describe, status_for
+from v2d_core.fetch import FetchResult, make_fetcher
+from v2d_core.fetch.base import Fetcher
+from v2d_core.job import JobConfig
+from v2d_core.sample import Sample, Status
+from v2d_core.sharding import ShardSpec, read_shard_input
+from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers
+from v2d_core.writers import ShardTarget, ShardWriter, make_writer
+from v2d_core.writers.status import TempOutputs
+
+SampleCallback = Callable[[Sample], None]
+
+
+@dataclass(slots=True)
+class ShardResult:
+    """What happened to one shard; ``stats()`` is its ``_stats.json``."""
+
+    shard_id: int
+    count: int = 0
+    successes: int = 0
+    failed_to_download: int = 0
+    failed_to_subsample: int = 0
+    bytes_downloaded: int = 0
+    start_time: float = field(default_factory=time.time)
+    end_time: float = 0.0
+    status_dict: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def duration(self) -> float:
+        return self.end_time - self.start_time
+
+    def add(self, sample: Sample) -> None:
+        """Count one input row by its final status (clips of a row count once, via the first)."""
+        self.count += 1
+        if sample.status is Status.SUCCESS:
+            self.successes += 1
+            self.status_dict["success"] += 1
+            return
+        if sample.status is Status.FAILED_TO_DOWNLOAD:
+            self.failed_to_download += 1
+        else:
+            self.failed_to_subsample += 1
+        self.status_dict[sample.error_message or str(sample.status)] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """video2dataset's ``_stats.json`` fields."""
+        stats = asdict(self)
+        stats.pop("shard_id")
+        stats["duration"] = self.duration
+        stats["status_dict"] = dict(self.status_dict)
+        return stats
+
+
+def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
+    """Fetch, transform and write every row of ``shard``; commit it atomically, stats last.
+
+    Every input row ends as exactly one status row; a bad url or a failing transform
+    is a failed row, never an exception. ``on_sample`` sees each row's final sample
+    (for progress bars).
+    """
+    result = ShardResult(shard_id=shard.shard_id)
+    table = read_shard_input(shard)
+    samples = list(_samples_from_rows(table, shard.shard_id, job))
+    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
+    chain = build_subsamplers(job)
+    Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
+        make_writer(job.output_format, _target(job, shard, table.schema)) as writer,
+    ):
+        for sample, fetched, workdir in _fetch_all(
+            samples, fetcher, job.config.distribution.thread_count, tmp
+        ):
+            outputs = _finish(sample, fetched, chain, workdir)
+            if isinstance(fetched, FetchResult):
+                result.bytes_downloaded += fetched.bytes_downloaded
+            _write(writer, outputs)
+            result.add(outputs[0])
+            shutil.rmtree(workdir, ignore_errors=True)
+            if on_sample is not None:
+                on_sample(outputs[0])
+    result.end_time = time.time()
+    write_stats(job, shard.shard_id, result)
+    return result
+
+
+def write_stats(job: JobConfig, shard_id: int, result: ShardResult) -> None:
+    """Write ``{shard}_stats.json`` under a temporary name, then rename: the shard's commit marker."""
+    outputs = TempOutputs(job.output_folder)
+    with outputs.fs.open(outputs.temp(f"{job.shard_name(shard_id)}_stats.json"), "w") as handle:
+        json.dump(result.stats(), handle, indent=4)
+    outputs.commit()
+
+
+def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterator[Sample]:
+    extra_columns = [name for name in table.column_names if name not in ("url", "caption")]
+    for index, row in enumerate(table.to_pylist()):
+        yield Sample(
+            key=job.sample_key(shard_id, index),
+            url=row["url"],
+            caption=row.get("caption"),
+            extra={name: row[name] for name in extra_columns},
+        )
+
+
+def _target(job: JobConfig, shard: ShardSpec, schema: pa.Schema) -> ShardTarget:
+    return ShardTarget(
+        output_folder=job.output_folder,
+        shard_name=job.shard_name(shard.shard_id),
+        encode_formats=dict(job.encode_formats),
+        save_caption=job.save_caption,
+        input_schema=schema,
+    )
+
+
+FetchOutcome = FetchResult | BaseException
+
+
+def _fetch_all(
+    samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str
+) -> Iterator[tuple[Sample, FetchOutcome, Path]]:
+    """Fetch samples on ``threads`` threads, at most ``2 * threads`` in flight; yield as they finish."""
+    pending = iter(enumerate(samples))
+    in_flight: dict[Future[FetchResult], tuple[Sample, Path]] = {}
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="v2d-fetch")
+
+    def submit_next() -> None:
+        for index, sample in pending:
+            workdir = Path(tmp) / str(index)
+            workdir.mkdir()
+            in_flight[pool.submit(fetcher.fetch, sample.url, workdir)] = (sample, workdir)
+            return
+
+    try:
+        for _ in range(2 * threads):
+            submit_next()
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                sample, workdir = in_flight.pop(future)
+                error = future.exception()
+                yield sample, (error if error is not None else future.result()), workdir
+                submit_next()
+    finally:
+        # On an interrupt, do not wait for fetches still in flight; their files die with tmp.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], workdir: Path) -> list[Sample]:
+    """The samples to write for one row: its transforms' outputs, or one failed sample."""
+    if isinstance(fetched, BaseException):
+        return [sample.failed(status_for(fetched), describe(fetched))]
+    sample.streams = dict(fetched.streams)
+    sample.metadata.update(fetched.metadata)
+    try:
+        return apply_subsamplers(chain, sample, workdir) or [
+            sample.failed(Status.FAILED_TO_SUBSAMPLE, "subsampling produced no output")
+        ]
+    except Exception as error:  # a failing transform is a failed row, whatever it raised
+        return [sample.failed(Status.FAILED_TO_SUBSAMPLE, describe(error))]
+
+
+def _write(writer: ShardWriter, samples: list[Sample]) -> None:
+    for sample in samples:
+        writer.write(sample)

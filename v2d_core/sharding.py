@@ -1,0 +1,118 @@
+"""Shard specs: which input rows make up shard ``00042`` and where they are stored.
+
+:func:`plan_shards` cuts the url list into shards of ``number_sample_per_shard``
+rows; each input file starts a new shard, as in video2dataset. Shard ids depend
+only on the input's row counts, never on which shards are already done.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import uuid
+from collections.abc import Container, Iterable, Iterator
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+
+from v2d_core.errors import InputError
+from v2d_core.inputs import input_files, read_batches
+from v2d_core.job import JobConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """One unit of work: a shard id and the file holding its input rows.
+
+    ``input_path`` is an Arrow IPC file (any fsspec url) whose columns are ``url``,
+    then ``caption`` and ``clips`` when those columns were asked for, then the
+    additional columns, in input order; row ``i`` becomes sample key
+    ``JobConfig.sample_key(shard_id, i)``.
+    """
+
+    shard_id: int
+    input_path: str
+    row_count: int
+
+
+def plan_shards(job: JobConfig, shard_dir: str, skip: Container[int] = frozenset()) -> Iterator[ShardSpec]:
+    """Write ``{shard_dir}/{shard_name}.arrow`` for each shard not in ``skip``, yielding its spec.
+
+    Lazy: each shard is written as soon as its rows are read, so memory stays
+    around one shard (plus one read batch). Skipped shards are read but not
+    written, and ids still advance. ``job.config.reading.sampler``, when set, is
+    given the ids not in ``skip`` (all files, ascending) and the shards it does
+    not return are skipped too; it costs one extra pass over the input to count rows.
+    """
+    files = input_files(job.url_list, job.input_format)
+    skip = _sampled_skip(job, files, skip)
+    size = job.config.storage.number_sample_per_shard
+    shard_id = 0
+    for path in files:
+        for table in _cut(read_batches(path, job), size):
+            if shard_id not in skip:
+                yield _write_shard(job, shard_dir, shard_id, table)
+            shard_id += 1
+
+
+def _sampled_skip(job: JobConfig, files: list[str], skip: Container[int]) -> Container[int]:
+    """``skip`` plus the shards that ``reading.sampler`` leaves out."""
+    sampler = job.config.reading.sampler
+    if sampler is None:
+        return skip
+    size = job.config.storage.number_sample_per_shard
+    count = 0
+    for path in files:
+        rows = sum(batch.num_rows for batch in read_batches(path, job))
+        count += math.ceil(rows / size)
+    kept = set(sampler([i for i in range(count) if i not in skip]))
+    return frozenset(i for i in range(count) if i not in kept)
+
+
+def _cut(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Regroup batches into tables of ``size`` rows (the last may be shorter), in order."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(size - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            count += take
+            batch = batch.slice(take)
+            if count == size:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)
+
+
+def shard_input_path(job: JobConfig, shard_dir: str, shard_id: int) -> str:
+    """Where :func:`plan_shards` writes the input rows of ``shard_id``."""
+    return f"{shard_dir.rstrip('/')}/{job.shard_name(shard_id)}.arrow"
+
+
+def _write_shard(job: JobConfig, shard_dir: str, shard_id: int, table: pa.Table) -> ShardSpec:
+    """Write ``table`` as an Arrow IPC file atomically: a temporary name, then rename."""
+    path = shard_input_path(job, shard_dir, shard_id)
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    fs.makedirs(posixpath.dirname(fs_path), exist_ok=True)
+    tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open(tmp, "wb") as handle, pa.ipc.new_file(handle, table.schema) as writer:
+            writer.write_table(table)
+        fs.mv(tmp, fs_path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+    return ShardSpec(shard_id=shard_id, input_path=path, row_count=table.num_rows)
+
+
+def read_shard_input(spec: ShardSpec) -> pa.Table:
+    """The input rows of one shard, as written by :func:`plan_shards`."""
+    try:
+        with fsspec.open(spec.input_path, "rb") as handle:
+            return pa.ipc.open_file(handle).read_all()
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"cannot read shard input {spec.input_path}: {error}") from error

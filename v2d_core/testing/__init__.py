@@ -1,0 +1,1 @@
+"""Offline helpers shared by the tests, the demo and the benchmarks: generated videos and a local server."""

@@ -1,0 +1,173 @@
+"""A threaded HTTP server on 127.0.0.1 serving real files plus the faults the wild web has.
+
+Routes (``name`` is a file under the served folder):
+
+- ``/files/{name}``            the file, with Content-Length
+- ``/status/{code}/{name}``    always answers ``code``
+- ``/delay/{s}/{name}``       the file after waiting ``s`` seconds (a slow origin)
+- ``/flaky/{n}/{name}``        answers 503 the first ``n`` times for this path, then the file
+- ``/stall/{name}``            sends headers, then no body until the client gives up
+- ``/reset/{name}``            sends headers and half the body, then resets the connection
+- ``/truncated/{name}``        the first third of the file, as if it were complete
+- ``/empty/{name}``            200 with an empty body
+- ``/page/{name}``             an HTML page with no video
+- ``/embed/{name}``            an HTML page whose ``<video>`` plays ``/files/{name}`` (for yt-dlp)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Self
+
+STALL_LIMIT_SECONDS = 30.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+    def do_GET(self) -> None:
+        # The query string is ignored, so many distinct urls can serve one file.
+        route, _, rest = self.path.split("?", 1)[0].lstrip("/").partition("/")
+        handler = getattr(self, f"_route_{route}", None)
+        if handler is None:
+            self._send(404, b"not found", "text/plain")
+            return
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            handler(rest)
+
+    def _file(self, name: str) -> bytes | None:
+        path = (self.server.root / name).resolve()
+        if self.server.root not in path.parents or not path.is_file():
+            self._send(404, b"not found", "text/plain")
+            return None
+        return path.read_bytes()
+
+    def _send(self, code: int, body: bytes, content_type: str = "video/mp4") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _route_files(self, name: str) -> None:
+        body = self._file(name)
+        if body is not None:
+            self._send(200, body)
+
+    def _route_status(self, rest: str) -> None:
+        code, _, _ = rest.partition("/")
+        self._send(int(code), b"error page", "text/plain")
+
+    def _route_delay(self, rest: str) -> None:
+        seconds, _, name = rest.partition("/")
+        if not self.server.stopping.wait(float(seconds)):
+            self._route_files(name)
+
+    def _route_flaky(self, rest: str) -> None:
+        failures, _, name = rest.partition("/")
+        with self.server.lock:
+            self.server.hits[self.path] += 1
+            hit = self.server.hits[self.path]
+        if hit <= int(failures):
+            self._send(503, b"try again", "text/plain")
+            return
+        self._route_files(name)
+
+    def _route_stall(self, name: str) -> None:
+        body = self._file(name)
+        if body is None:
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        self.server.stopping.wait(STALL_LIMIT_SECONDS)
+
+    def _route_reset(self, name: str) -> None:
+        body = self._file(name)
+        if body is None:
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        # SO_LINGER 0 turns close() into a TCP reset, as a crashing server would.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
+    def _route_truncated(self, name: str) -> None:
+        body = self._file(name)
+        if body is not None:
+            self._send(200, body[: len(body) // 3])
+
+    def _route_empty(self, name: str) -> None:
+        self._send(200, b"")
+
+    def _route_page(self, name: str) -> None:
+        self._send(200, b"<!doctype html><html><body><p>not a video</p></body></html>", "text/html")
+
+    def _route_embed(self, name: str) -> None:
+        page = (
+            "<!doctype html><html><head><title>Embedded video</title></head><body>"
+            f'<video controls><source src="/files/{name}" type="video/mp4"></video></body></html>'
+        )
+        self._send(200, page.encode(), "text/html")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.root = root.resolve()
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients that hang up (timeouts, killed runs) are expected here; stay quiet."""
+
+
+class MediaServer:
+    """Serves ``root`` on 127.0.0.1 at a free port; use as a context manager."""
+
+    def __init__(self, root: Path) -> None:
+        self._server = _Server(root)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, route: str, name: str) -> str:
+        """URL of ``name`` through ``route`` (``files``, ``status/404``, ``flaky/2``...)."""
+        return f"{self.base_url}/{route}/{name}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

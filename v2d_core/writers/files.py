@@ -1,0 +1,25 @@
+"""``files``: a folder ``{shard}/`` holding ``{key}.mp4``, ``{key}.txt``, ``{key}.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from v2d_core.sample import Sample
+from v2d_core.writers.status import StatusWriter, members
+
+
+class FilesWriter(StatusWriter):
+    """Successful samples as plain files in the shard's folder."""
+
+    def _open(self) -> None:
+        self._folder = self.outputs.temp(self.target.shard_name)
+        self.outputs.fs.makedirs(self._folder, exist_ok=True)
+
+    def _add(self, sample: Sample) -> None:
+        fs = self.outputs.fs
+        for ext, part in members(sample, self.target).items():
+            path = f"{self._folder}/{sample.key}.{ext}"
+            if isinstance(part, Path):
+                fs.put_file(str(part), path)
+            else:
+                fs.pipe_file(path, part)

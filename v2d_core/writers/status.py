@@ -1,0 +1,207 @@
+"""What every writer shares: the status parquet, a sample's members, and atomic commit over fsspec.
+
+Every writer is a :class:`StatusWriter`: each sample becomes one row of ``{shard}.parquet``;
+successful samples also go to the format's data files. Everything is written under hidden
+temporary names (``.{name}.tmp-<uuid>``) in the output folder; ``commit`` renames the data
+files into place first and the parquet last, ``abort`` deletes the temporaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from v2d_core.sample import Sample, Status
+from v2d_core.writers.base import ShardTarget, ShardWriter
+
+STATUS_FIELDS = (
+    pa.field("key", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("error_message", pa.string()),
+    pa.field("metadata", pa.string()),
+)
+
+
+def _json_safe(value: Any) -> Any:
+    """``json.dumps`` fallback: numpy arrays and scalars, paths, then anything as its string."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """``value`` as json, with numpy values and paths made json-safe."""
+    return json.dumps(value, default=_json_safe)
+
+
+def status_schema(input_schema: pa.Schema) -> pa.Schema:
+    """The status parquet's schema: the input columns, then key, status, error_message, metadata."""
+    return pa.schema([*input_schema, *STATUS_FIELDS])
+
+
+def status_row(sample: Sample, input_schema: pa.Schema) -> dict[str, Any]:
+    """One sample's status parquet row, with the input columns taken from the sample."""
+    known = {"url": sample.url, "caption": sample.caption}
+    row = {name: known[name] if name in known else sample.extra.get(name) for name in input_schema.names}
+    row["key"] = sample.key
+    row["status"] = str(sample.status)
+    row["error_message"] = sample.error_message
+    row["metadata"] = to_json(sample.metadata)
+    return row
+
+
+def media(sample: Sample, encode_formats: dict[str, str]) -> dict[str, Path]:
+    """The sample's stream files by output extension (``{"mp4": Path(...)}``)."""
+    return {encode_formats[modality]: Path(path) for modality, path in sample.streams.items()}
+
+
+def members(sample: Sample, target: ShardTarget) -> dict[str, Path | bytes]:
+    """A successful sample's parts by extension, in output order: streams, ``txt``, ``json``."""
+    parts: dict[str, Path | bytes] = dict(media(sample, target.encode_formats))
+    if target.save_caption:
+        parts["txt"] = (sample.caption or "").encode()
+    parts["json"] = to_json(sample.record()).encode()
+    return parts
+
+
+class TempOutputs:
+    """Files and folders written under hidden temporary names in one folder, renamed into place on commit."""
+
+    def __init__(self, folder: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+        self.folder = root.rstrip("/")
+        self.fs.makedirs(self.folder, exist_ok=True)
+        self._pending: list[tuple[str, str]] = []
+
+    def temp(self, name: str) -> str:
+        """A temporary path that :meth:`commit` renames to ``name``; commits go in call order."""
+        temp = f"{self.folder}/.{name}.tmp-{uuid.uuid4().hex}"
+        self._pending.append((temp, f"{self.folder}/{name}"))
+        return temp
+
+    def open(self, name: str) -> BinaryIO:
+        """A new file opened for writing under a temporary name for ``name``."""
+        return self.fs.open(self.temp(name), "wb")
+
+    def commit(self) -> None:
+        """Rename every temporary to its final name, replacing what is there."""
+        while self._pending:
+            temp, final = self._pending[0]
+            if self.fs.exists(final):
+                self.fs.rm(final, recursive=True)
+            self.fs.mv(temp, final, recursive=True)
+            self._pending.pop(0)
+
+    def abort(self) -> None:
+        """Delete the temporaries not yet committed."""
+        while self._pending:
+            temp, _ = self._pending.pop()
+            if self.fs.exists(temp):
+                self.fs.rm(temp, recursive=True)
+
+
+def remove_temporaries(folder: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Delete temporaries a killed writer left in ``folder``; call only when no writer is running there."""
+    fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    for path in fs.glob(f"{root.rstrip('/')}/.*.tmp-*"):
+        fs.rm(path, recursive=True)
+
+
+class ParquetRows:
+    """Rows appended to a parquet file, written in row groups of bounded rows and bytes."""
+
+    def __init__(
+        self, file: BinaryIO, schema: pa.Schema, max_rows: int = 1000, max_bytes: int = 64 << 20
+    ) -> None:
+        self._file = file
+        self._writer = pq.ParquetWriter(file, schema)
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self._rows: list[dict[str, Any]] = []
+        self._bytes = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Buffer one row; write a row group once the buffer is full."""
+        self._rows.append(row)
+        self._bytes += sum(len(value) for value in row.values() if isinstance(value, bytes))
+        if len(self._rows) >= self._max_rows or self._bytes >= self._max_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._writer.schema))
+        self._rows.clear()
+        self._bytes = 0
+
+    def close(self, *, discard: bool = False) -> None:
+        """Write the buffered rows (unless ``discard``) and the footer, and close the file."""
+        if discard:
+            self._rows.clear()
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
+            self._file.close()
+
+
+class StatusWriter(ShardWriter):
+    """Writes every sample as a row of ``{shard}.parquet``; subclasses add the successful samples' media.
+
+    Hooks, all optional: ``_open`` creates the data temporaries, ``_add`` writes one successful
+    sample, ``_close`` finishes the data files; ``_schema`` / ``_row`` extend the parquet.
+    """
+
+    def __init__(self, target: ShardTarget) -> None:
+        super().__init__(target)
+        self.outputs = TempOutputs(target.output_folder, target.storage_options)
+        try:
+            self._open()
+            self._rows = ParquetRows(self.outputs.open(f"{target.shard_name}.parquet"), self._schema())
+        except BaseException:
+            self.outputs.abort()
+            raise
+
+    def write(self, sample: Sample) -> None:
+        if sample.status is Status.SUCCESS:
+            self._add(sample)
+        self._rows.append(self._row(sample))
+
+    def commit(self) -> None:
+        try:
+            self._close()
+            self._rows.close()
+            self.outputs.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        try:
+            self._close()
+            self._rows.close(discard=True)
+        finally:
+            self.outputs.abort()
+
+    def _open(self) -> None:
+        """Create the data temporaries (none by default)."""
+
+    def _add(self, sample: Sample) -> None:
+        """Write one successful sample's data (nothing by default)."""
+
+    def _close(self) -> None:
+        """Finish the data files; called once or more (commit, then abort on failure)."""
+
+    def _schema(self) -> pa.Schema:
+        return status_schema(self.target.input_schema)
+
+    def _row(self, sample: Sample) -> dict[str, Any]:
+        return status_row(sample, self.target.input_schema)

@@ -1,0 +1,34 @@
+"""``tfrecord``: ``{shard}.tfrecord``, one ``tf.train.Example`` of bytes features per successful sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from tfrecord import TFRecordWriter
+
+from v2d_core.sample import Sample
+from v2d_core.writers.status import StatusWriter, members
+
+
+class _FileTFRecordWriter(TFRecordWriter):
+    """The ``tfrecord`` package's writer over an open file, so any fsspec filesystem works."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+
+class TFRecordShardWriter(StatusWriter):
+    """Successful samples as examples with features ``key``, one per extension, ``txt``, ``json``."""
+
+    def _open(self) -> None:
+        self._records = _FileTFRecordWriter(self.outputs.open(f"{self.target.shard_name}.tfrecord"))
+
+    def _add(self, sample: Sample) -> None:
+        features = {"key": (sample.key.encode(), "byte")}
+        for ext, part in members(sample, self.target).items():
+            features[ext] = (part.read_bytes() if isinstance(part, Path) else part, "byte")
+        self._records.write(features)
+
+    def _close(self) -> None:
+        self._records.close()
