@@ -286,7 +286,7 @@ def test_bad_file_is_an_input_error_with_path(
 
 def test_webdataset_is_not_a_url_list() -> None:
     with pytest.raises(InputError, match="not a url list"):
-        next(read_batches("x.tar", JobConfig(url_list="x.tar", input_format="webdataset")))
+        next(read_batches("x.tar", JobConfig(url_list="x.tar", input_format="webdataset", stage="subset")))
 
 
 @pytest.mark.usefixtures("small_blocks")

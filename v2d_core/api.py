@@ -45,6 +45,8 @@ def video2dataset(
         raise ConfigError(
             "enable_wandb is not supported in this version (Weights & Biases logging is planned)"
         )
+    if encode_formats is None and stage == "optical_flow":
+        encode_formats = {}  # video2dataset's optical_flow stage writes flow and json only
     options = options_from_kwargs(
         {
             "url_list": _absolute(url_list),

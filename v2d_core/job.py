@@ -9,6 +9,8 @@ from typing import Any
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
 
+MODALITIES = ("video", "audio", "optical_flow")
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobConfig:
@@ -38,18 +40,26 @@ class JobConfig:
         ):
             if value not in allowed:
                 raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
-        unknown = sorted(set(self.encode_formats) - {"video", "audio"})
+        unknown = sorted(set(self.encode_formats) - set(MODALITIES))
         if unknown:
-            raise ConfigError(f"encode_formats has unknown modality {unknown}; use 'video' and/or 'audio'")
+            raise ConfigError(f"encode_formats has unknown modality {unknown}; use {', '.join(MODALITIES)}")
         if self.max_shard_retry < 0:
             raise ConfigError(f"max_shard_retry must be >= 0, got {self.max_shard_retry}")
-        if self.stage != "download":
-            raise ConfigError(f"stage {self.stage!r} is not available in this version; use 'download'")
+        reprocessing = self.stage in ("subset", "optical_flow")
+        if reprocessing != (self.input_format == "webdataset"):
+            raise ConfigError(
+                f"stage {self.stage!r} with input_format {self.input_format!r}: the subset and optical_flow "
+                "stages read webdataset tars (input_format='webdataset'), the download stage reads url lists"
+            )
 
     @property
     def save_caption(self) -> bool:
         """Whether samples carry a ``.txt`` caption."""
-        return self.caption_col is not None or self.config.storage.captions_are_subtitles
+        return (
+            self.caption_col is not None
+            or self.config.storage.captions_are_subtitles
+            or self.input_format == "webdataset"
+        )
 
     def shard_name(self, shard_id: int) -> str:
         """Zero-padded shard id, e.g. ``00042``."""

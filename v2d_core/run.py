@@ -12,6 +12,7 @@ from multiprocessing.queues import Queue
 
 import fsspec
 
+from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import Progress
 from v2d_core.sample import Sample
@@ -47,7 +48,10 @@ def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
     done = prepare_output(job)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
-        specs = list(plan_shards(job, shard_dir, skip=done))
+        if job.input_format == "webdataset":
+            specs = tar_shards(job.url_list, skip=done)
+        else:
+            specs = list(plan_shards(job, shard_dir, skip=done))
         summary = run_shards(specs, job, show_progress)
     finally:
         fs, path = fsspec.core.url_to_fs(shard_dir)

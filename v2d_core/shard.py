@@ -18,14 +18,17 @@ import pyarrow as pa
 from v2d_core.errors import describe, status_for
 from v2d_core.fetch import FetchResult, make_fetcher
 from v2d_core.fetch.base import Fetcher
+from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
-from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers
+from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 from v2d_core.writers.status import TempOutputs
 
 SampleCallback = Callable[[Sample], None]
+FetchOutcome = FetchResult | BaseException
+SourceItem = tuple[Sample, FetchOutcome, Path]
 
 
 @dataclass(slots=True)
@@ -76,26 +79,20 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
     (for progress bars).
     """
     result = ShardResult(shard_id=shard.shard_id)
-    table = read_shard_input(shard)
-    samples = list(_samples_from_rows(table, shard.shard_id, job))
-    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
     chain = build_subsamplers(job)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
-        make_writer(job.output_format, _target(job, shard, table.schema)) as writer,
-    ):
-        for sample, fetched, workdir in _fetch_all(
-            samples, fetcher, job.config.distribution.thread_count, tmp
-        ):
-            outputs = _finish(sample, fetched, chain, workdir)
-            if isinstance(fetched, FetchResult):
-                result.bytes_downloaded += fetched.bytes_downloaded
-            _write(writer, outputs)
-            result.add(outputs[0])
-            shutil.rmtree(workdir, ignore_errors=True)
-            if on_sample is not None:
-                on_sample(outputs[0])
+    with tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp:
+        schema, items = _open_source(shard, job, tmp)
+        with make_writer(job.output_format, _target(job, shard, schema)) as writer:
+            for sample, fetched, workdir in items:
+                outputs = _finish(sample, fetched, chain, workdir)
+                if isinstance(fetched, FetchResult):
+                    result.bytes_downloaded += fetched.bytes_downloaded
+                _write(writer, outputs)
+                result.add(outputs[0])
+                shutil.rmtree(workdir, ignore_errors=True)
+                if on_sample is not None:
+                    on_sample(outputs[0])
     result.end_time = time.time()
     write_stats(job, shard.shard_id, result)
     return result
@@ -107,6 +104,17 @@ def write_stats(job: JobConfig, shard_id: int, result: ShardResult) -> None:
     with outputs.fs.open(outputs.temp(f"{job.shard_name(shard_id)}_stats.json"), "w") as handle:
         json.dump(result.stats(), handle, indent=4)
     outputs.commit()
+
+
+def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
+    """The shard's input schema and its samples with their media: fetched urls, or tar members."""
+    if job.input_format == "webdataset":
+        fields = [pa.field("url", pa.string())] + [pa.field("caption", pa.string())] * job.save_caption
+        return pa.schema(fields), read_tar_samples(shard.input_path, tmp)
+    table = read_shard_input(shard)
+    samples = list(_samples_from_rows(table, shard.shard_id, job))
+    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
+    return table.schema, _fetch_all(samples, fetcher, job.config.distribution.thread_count, tmp)
 
 
 def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterator[Sample]:
@@ -124,18 +132,13 @@ def _target(job: JobConfig, shard: ShardSpec, schema: pa.Schema) -> ShardTarget:
     return ShardTarget(
         output_folder=job.output_folder,
         shard_name=job.shard_name(shard.shard_id),
-        encode_formats=dict(job.encode_formats),
+        encode_formats=output_encode_formats(job),
         save_caption=job.save_caption,
         input_schema=schema,
     )
 
 
-FetchOutcome = FetchResult | BaseException
-
-
-def _fetch_all(
-    samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str
-) -> Iterator[tuple[Sample, FetchOutcome, Path]]:
+def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) -> Iterator[SourceItem]:
     """Fetch samples on ``threads`` threads, at most ``2 * threads`` in flight; yield as they finish."""
     pending = iter(enumerate(samples))
     in_flight: dict[Future[FetchResult], tuple[Sample, Path]] = {}

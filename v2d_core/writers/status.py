@@ -60,8 +60,16 @@ def status_row(sample: Sample, input_schema: pa.Schema) -> dict[str, Any]:
 
 
 def media(sample: Sample, encode_formats: dict[str, str]) -> dict[str, Path]:
-    """The sample's stream files by output extension (``{"mp4": Path(...)}``)."""
-    return {encode_formats[modality]: Path(path) for modality, path in sample.streams.items()}
+    """The sample's stream files by output extension (``{"mp4": Path(...)}``).
+
+    Streams whose modality ``encode_formats`` does not name are not kept (a subset run
+    with ``encode_formats: {}`` keeps only json and txt).
+    """
+    return {
+        encode_formats[modality]: Path(path)
+        for modality, path in sample.streams.items()
+        if modality in encode_formats
+    }
 
 
 def members(sample: Sample, target: ShardTarget) -> dict[str, Path | bytes]:

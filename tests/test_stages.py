@@ -1,0 +1,143 @@
+"""Re-processing stages: subset and optical_flow read tars v2d wrote and keep shard ids and keys."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.helpers import stats, status_rows
+from v2d_core import video2dataset
+from v2d_core.errors import ConfigError
+from v2d_core.testing.media import make_video
+from v2d_core.testing.server import MediaServer
+
+FAST = {"processes_count": 2, "thread_count": 4, "show_progress": False, "timeout": 5, "retry_backoff": 0.01}
+
+
+@pytest.fixture(scope="module")
+def downloaded(tmp_path_factory: pytest.TempPathFactory, media_server: MediaServer) -> Path:
+    """Shards 00000 and 00001 (3 + 2 samples, one failed url) of 160x120 25 fps videos."""
+    folder = tmp_path_factory.mktemp("downloaded")
+    urls = [media_server.url("files", f"video_000{i % 4}.mp4") for i in range(4)]
+    urls.insert(1, media_server.url("status/404", "gone.mp4"))
+    (folder / "urls.txt").write_text("\n".join(urls) + "\n")
+    video2dataset(
+        url_list=str(folder / "urls.txt"),
+        output_folder=str(folder / "out"),
+        output_format="webdataset",
+        number_sample_per_shard=3,
+        **FAST,
+    )
+    return folder / "out"
+
+
+def tar_members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def video_shape(data: bytes) -> tuple[int, int, float]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.width, stream.codec_context.height, float(stream.average_rate)
+
+
+def test_subset_resizes_and_keeps_shard_ids_and_keys(tmp_path: Path, downloaded: Path) -> None:
+    config = {
+        "subsampling": {
+            "ResolutionSubsampler": {"args": {"video_size": 64, "resize_mode": "scale"}},
+            "FrameSubsampler": {"args": {"frame_rate": 5}},
+        }
+    }
+    output = tmp_path / "subset"
+    video2dataset(
+        url_list=str(downloaded),
+        input_format="webdataset",
+        stage="subset",
+        output_folder=str(output),
+        output_format="webdataset",
+        config=config,
+        **FAST,
+    )
+    assert sorted(stats(output)) == ["00000", "00001"]
+    before = {row["key"] for row in status_rows(downloaded) if row["status"] == "success"}
+    after = {row["key"]: row for row in status_rows(output)}
+    assert set(after) == before
+    assert all(row["status"] == "success" for row in after.values())
+    members = tar_members(output / "00001.tar")
+    assert sorted(members) == sorted(f"00001{i}.{e}" for i in (0, 1) for e in ("json", "mp4", "txt"))
+    width, height, fps = video_shape(members["000010.mp4"])
+    assert (min(width, height), fps) == (64, 5.0)
+    record = json.loads(members["000010.json"])
+    assert record["url"].endswith("video_0002.mp4")
+
+
+def test_subset_with_no_encode_formats_keeps_only_metadata(tmp_path: Path, downloaded: Path) -> None:
+    output = tmp_path / "meta"
+    video2dataset(
+        url_list=f"{downloaded}/{{00000..00001}}.tar",
+        input_format="webdataset",
+        stage="subset",
+        encode_formats={},
+        output_folder=str(output),
+        output_format="webdataset",
+        **FAST,
+    )
+    names = sorted(tar_members(output / "00000.tar"))
+    assert names == ["000000.json", "000000.txt", "000002.json", "000002.txt"]
+
+
+def test_optical_flow_stage_writes_flow_shards_with_the_same_ids(tmp_path: Path, downloaded: Path) -> None:
+    output = tmp_path / "flow"
+    video2dataset(
+        url_list=str(downloaded),
+        input_format="webdataset",
+        stage="optical_flow",
+        output_folder=str(output),
+        output_format="webdataset",
+        config="optical_flow",
+        **FAST,
+    )
+    members = tar_members(output / "00000.tar")
+    assert sorted(members) == sorted(f"00000{i}.{e}" for i in (0, 2) for e in ("json", "npy", "txt"))
+    flow = np.load(io.BytesIO(members["000000.npy"]))
+    assert flow.ndim == 4 and flow.shape[-1] == 2
+    record = json.loads(members["000000.json"])
+    assert record["mean_optical_flow_magnitude"] > 0
+
+
+def test_hostile_member_names_become_failed_rows_and_write_nothing_outside(tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", seconds=0.5)
+    source = tmp_path / "in"
+    source.mkdir()
+    with tarfile.open(source / "00007.tar", "w") as tar:
+        tar.add(video, arcname="../../escape.mp4")
+        tar.add(video, arcname="/abs/olute.mp4")
+        tar.add(video, arcname="00007000.mp4")
+    output = tmp_path / "nested" / "out"
+    for output_format in ("files", "webdataset"):
+        video2dataset(
+            url_list=str(source),
+            input_format="webdataset",
+            stage="subset",
+            output_folder=str(output / output_format),
+            output_format=output_format,
+            **FAST,
+        )
+        rows = {row["key"]: row for row in status_rows(output / output_format)}
+        assert rows["00007000"]["status"] == "success"
+        failed = [row for key, row in rows.items() if key != "00007000"]
+        assert len(failed) == 2 and all("unsafe" in row["error_message"] for row in failed)
+    assert not (tmp_path / "escape.mp4").exists() and not (tmp_path / "nested" / "escape.mp4").exists()
+    assert not Path("/abs").exists()
+
+
+def test_stage_and_input_format_must_agree(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="webdataset"):
+        video2dataset(url_list=str(tmp_path), stage="subset", output_folder=str(tmp_path / "o"))

@@ -1,0 +1,208 @@
+"""A stage asset partitioned by shard: keys in, ``process_shard`` / ``run_shards`` called, metadata out.
+
+One run handles one partition (``process_shard`` in the run's process) or a batch of
+partitions from a backfill (``run_shards`` on a local process pool), so a backfill costs
+one run per ``shards_per_run`` shards. Each partition gets its own metadata and its own
+check results. A batch with failing shards fails the step; Dagster's RetryPolicy re-runs
+it, and the retry skips the shards this run already finished.
+"""
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import fsspec
+from pydantic import Field
+
+from v2d_core.errors import ConfigError, InputError
+from v2d_core.job import JobConfig
+from v2d_core.run import prepare_output, run_shards
+from v2d_core.shard import process_shard
+from v2d_core.sharding import ShardSpec
+from v2d_dagster.metadata import shard_metadata
+from v2d_dagster.plan import read_plan
+from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard
+from v2d_dagster.spec import DatasetSpec, stage_version
+
+CHECK_DESCRIPTIONS = {
+    "readable": "The shard's parquet and data file open, and the data holds exactly its successful samples.",
+    "row_count_matches_input": "The shard's parquet has one row per input row.",
+    "unique_keys": "No sample key appears twice in the shard's parquet.",
+    "success_rate": "Successful samples / rows is at least the stage's min_success_rate.",
+}
+
+
+class ShardRunConfig(dg.Config):
+    """Launch-time knobs; they change how fast a run goes, never what it writes (not in code_version)."""
+
+    processes_count: int | None = Field(default=None, description="Shards processed at once in a batch run.")
+    thread_count: int | None = Field(default=None, description="Download threads per shard.")
+
+    def apply(self, job: JobConfig) -> JobConfig:
+        changes = {name: value for name, value in self.model_dump().items() if value is not None}
+        if not changes:
+            return job
+        distribution = dataclasses.replace(job.config.distribution, **changes)
+        return dataclasses.replace(job, config=dataclasses.replace(job.config, distribution=distribution))
+
+
+def stage_key(dataset: DatasetSpec, stage: str) -> dg.AssetKey:
+    return dg.AssetKey([dataset.name, stage])
+
+
+def build_shard_stage(
+    dataset: DatasetSpec, stage: str, upstream: dg.AssetKey, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """The asset ``{dataset}/{stage}``: one partition per shard, checks per partition."""
+    settings = dataset.stages[stage]
+    job = dataset.job(stage)
+    key = stage_key(dataset, stage)
+    with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        check_specs = [
+            dg.AssetCheckSpec(
+                name, asset=key, description=CHECK_DESCRIPTIONS[name], partitions_def=partitions
+            )
+            for name in CHECK_NAMES
+        ]
+    spec = dg.AssetSpec(
+        key,
+        deps=[upstream],
+        description=f"{dataset.name}: the {stage} stage, one partition per shard, in {job.output_folder}.",
+        group_name=dataset.name,
+        code_version=stage_version(job),
+        kinds={"video", settings.output_format},
+        metadata={"output_folder": job.output_folder, "output_format": job.output_format},
+        tags={"v2d/stage": stage},
+    )
+
+    @dg.multi_asset(
+        name=f"{dataset.name}__{stage}",
+        specs=[spec],
+        check_specs=check_specs,
+        partitions_def=partitions,
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.multi_run(settings.shards_per_run),
+        retry_policy=dg.RetryPolicy(
+            max_retries=settings.max_retries, delay=1, backoff=dg.Backoff.EXPONENTIAL
+        ),
+        op_tags={"v2d/dataset": dataset.name, "v2d/stage": stage},
+    )
+    def shard_stage(context: dg.AssetExecutionContext, config: ShardRunConfig) -> Iterator[Any]:
+        run_job = config.apply(job)
+        specs = shard_specs(dataset.shard_input_dir, run_job, context.partition_keys)
+        if key in context.selected_asset_keys:
+            for partition, stats in run_stage(context, specs, run_job).items():
+                context.add_asset_metadata(
+                    shard_metadata(stats, _data_path(run_job, partition)),
+                    asset_key=key,
+                    partition_key=partition,
+                )
+            yield dg.MaterializeResult(asset_key=key)
+        yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
+
+    return shard_stage
+
+
+def shard_specs(shard_dir: str, job: JobConfig, partitions: Sequence[str]) -> dict[str, ShardSpec]:
+    """Partition key -> the core's unit of work, from the shard plan's manifest."""
+    try:
+        plan = read_plan(shard_dir)
+        return {partition: plan.spec(job, shard_dir, partition) for partition in partitions}
+    except InputError as error:  # no plan, or a key it does not have: retrying will not help
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+
+
+def run_stage(
+    context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
+) -> dict[str, dict]:
+    """Process the shards of ``specs`` (partition key -> spec); their stats by partition key."""
+    finished = _finished_in_this_run(context, specs, job) if context.retry_number else {}
+    todo = [spec for partition, spec in specs.items() if partition not in finished]
+    if finished:
+        context.log.info(f"retry {context.retry_number}: {len(finished)} shard(s) already done in this run")
+    prepare_output(job)  # creates the folder; the job is always incremental, so nothing is deleted
+    try:
+        if len(todo) <= 1:  # one shard: in this process, no pool to start
+            results, failures = [process_shard(spec, job) for spec in todo], {}
+        else:
+            summary = run_shards(todo, job)
+            results, failures = summary.results, summary.failed_shards
+    except (ConfigError, InputError) as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+    if failures:
+        lines = [f"{job.shard_name(shard_id)}: {error}" for shard_id, error in sorted(failures.items())]
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(specs)} shard(s) failed:\n" + "\n".join(lines),
+            metadata={"failed_shards": ", ".join(job.shard_name(s) for s in sorted(failures))},
+        )
+    stats = dict(finished)
+    stats.update({job.shard_name(result.shard_id): result.stats() for result in results})
+    return stats
+
+
+def evaluate_checks(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    specs: Mapping[str, ShardSpec],
+    job: JobConfig,
+    min_success_rate: float,
+) -> Iterator[dg.Output]:
+    """Log each selected check's verdict for each partition; then the checks' (empty) step outputs."""
+    selected = {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
+    if not selected:
+        return
+    for partition, spec in specs.items():
+        location = ShardLocation(
+            folder=job.output_folder,
+            name=partition,
+            output_format=job.output_format,
+            media_extensions=frozenset(job.encode_formats.values()),
+        )
+        for outcome in check_shard(location, spec.row_count, min_success_rate):
+            if outcome.name in selected:
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=key,
+                        check_name=outcome.name,
+                        passed=outcome.passed,
+                        partition=partition,
+                        description=outcome.description,
+                        metadata=outcome.metadata,
+                        severity=dg.AssetCheckSeverity.WARN
+                        if outcome.name in WARN_ONLY
+                        else dg.AssetCheckSeverity.ERROR,
+                    )
+                )
+    for name in sorted(selected):
+        yield dg.Output(None, output_name=_check_output_name(context, dg.AssetCheckKey(key, name)))
+
+
+def _check_output_name(context: dg.AssetExecutionContext, check_key: dg.AssetCheckKey) -> str:
+    return context.assets_def.get_output_name_for_asset_check_key(check_key)
+
+
+def _finished_in_this_run(
+    context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
+) -> dict[str, dict]:
+    """Stats of the shards an earlier attempt of this run committed (their stats are newer than the run)."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record.create_timestamp.timestamp() if record is not None else float("inf")
+    fs, root = fsspec.core.url_to_fs(job.output_folder)
+    finished = {}
+    for partition in specs:
+        path = f"{root}/{partition}_stats.json"
+        if fs.exists(path):
+            with fs.open(path, "r") as handle:
+                stats = json.load(handle)
+            if stats.get("start_time", 0) >= started:
+                finished[partition] = stats
+    return finished
+
+
+def _data_path(job: JobConfig, partition: str) -> str:
+    suffix = {"webdataset": ".tar", "tfrecord": ".tfrecord", "parquet": ".parquet", "files": ""}
+    return f"{job.output_folder}/{partition}{suffix.get(job.output_format, '.parquet')}"

@@ -1,0 +1,109 @@
+"""The shard plan on disk: per-shard input files from the core, and a manifest naming them.
+
+``plan_shards`` writes ``{shard_dir}/{shard}.arrow``; the manifest beside them records each
+shard's row count and a digest of its rows, so a partition key turns back into a
+:class:`~v2d_core.sharding.ShardSpec` without re-reading the url list, and a shard whose rows
+changed has a new digest (its data version). No dagster import here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import fsspec
+
+from v2d_core.errors import InputError
+from v2d_core.job import JobConfig
+from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedShard:
+    """One shard of the plan: its id, its input row count and a digest of its input file."""
+
+    shard_id: int
+    row_count: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """Every shard of a dataset by partition key (``00042``)."""
+
+    shards: Mapping[str, PlannedShard]
+
+    @property
+    def row_count(self) -> int:
+        return sum(shard.row_count for shard in self.shards.values())
+
+    @property
+    def version(self) -> str:
+        """A digest of every shard's rows: changes when any shard's input does."""
+        text = json.dumps({key: shard.digest for key, shard in sorted(self.shards.items())})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def spec(self, job: JobConfig, shard_dir: str, key: str) -> ShardSpec:
+        """The core's unit of work for partition ``key``."""
+        try:
+            shard = self.shards[key]
+        except KeyError:
+            raise InputError(
+                f"shard {key} is not in the plan under {shard_dir}; materialize shard_plan"
+            ) from None
+        return ShardSpec(
+            shard_id=shard.shard_id,
+            input_path=shard_input_path(job, shard_dir, shard.shard_id),
+            row_count=shard.row_count,
+        )
+
+
+def cut_plan(job: JobConfig, shard_dir: str) -> ShardPlan:
+    """Cut ``job``'s url list into shard input files under ``shard_dir``; the plan (not yet saved)."""
+    shards = {}
+    for spec in plan_shards(job, shard_dir):
+        shards[job.shard_name(spec.shard_id)] = PlannedShard(
+            shard_id=spec.shard_id, row_count=spec.row_count, digest=_rows_digest(spec)
+        )
+    return ShardPlan(shards=shards)
+
+
+def save_plan(plan: ShardPlan, shard_dir: str) -> None:
+    """Write the manifest of ``plan`` in ``shard_dir`` (temporary name, then rename)."""
+    fs, root = fsspec.core.url_to_fs(shard_dir)
+    fs.makedirs(root, exist_ok=True)
+    temporary = f"{root}/.{MANIFEST}.{uuid.uuid4().hex}.tmp"
+    with fs.open(temporary, "w") as handle:
+        json.dump({key: _as_json(shard) for key, shard in plan.shards.items()}, handle, indent=1)
+    fs.mv(temporary, f"{root}/{MANIFEST}")
+
+
+def read_plan(shard_dir: str, missing_ok: bool = False) -> ShardPlan:
+    """The manifest :func:`save_plan` left in ``shard_dir``; an empty plan if none and ``missing_ok``."""
+    path = f"{shard_dir.rstrip('/')}/{MANIFEST}"
+    try:
+        with fsspec.open(path, "r") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        if missing_ok:
+            return ShardPlan(shards={})
+        raise InputError(f"no shard plan at {path}; materialize the dataset's shard_plan first") from None
+    return ShardPlan(shards={key: PlannedShard(**value) for key, value in data.items()})
+
+
+def _as_json(shard: PlannedShard) -> dict[str, int | str]:
+    return {"shard_id": shard.shard_id, "row_count": shard.row_count, "digest": shard.digest}
+
+
+def _rows_digest(spec: ShardSpec) -> str:
+    """A digest of a shard's rows and schema (not of the file's bytes, which vary with buffer slicing)."""
+    table = read_shard_input(spec)
+    digest = hashlib.sha256(table.schema.to_string().encode())
+    for row in table.to_pylist():
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,190 @@
+"""A real local Dagster deployment for tests and benchmarks: ``dagster dev`` on 127.0.0.1, driven by GraphQL.
+
+``dagster dev`` runs the webserver and the daemon (run queue, backfills, sensors) over the
+project's ``workspace.yaml``, with ``DAGSTER_HOME`` and ``V2D_DATASETS_DIR`` given here::
+
+    with LocalDagster(home, datasets) as dagster:
+        backfill = dagster.launch_backfill(["example", "download"], ["00000", "00001"])
+        dagster.wait_for_backfill(backfill, timeout=300)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import dagster as dg
+import requests
+
+from v2d_dagster.factory import build_definitions
+
+REPO = Path(__file__).resolve().parents[1]
+DONE_STATUSES = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionKeysNotFoundError { message }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def plan_dataset(home: Path, datasets_dir: Path, name: str) -> list[str]:
+    """Materialize ``{name}/shard_plan`` in the instance at ``home``; the shard partitions it registered."""
+    defs = build_definitions(str(datasets_dir))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize(
+            list(defs.assets), selection=[dg.AssetKey([name, "shard_plan"])], instance=instance
+        )
+        if not result.success:
+            raise RuntimeError(f"{name}/shard_plan failed")
+        return list(instance.get_dynamic_partitions(f"{name}_shards"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LocalDagster:
+    """``dagster dev`` over the project's workspace in a subprocess; a context manager."""
+
+    def __init__(
+        self,
+        home: Path,
+        datasets_dir: Path,
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.log_path = log_path or home / "dagster_dev.log"
+        self.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "V2D_DATASETS_DIR": str(datasets_dir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **(extra_env or {}),
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180) -> Self:
+        """Start ``dagster dev`` and wait until its GraphQL endpoint answers."""
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
+        command += ["-h", "127.0.0.1", "-p", str(self.port)]
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"dagster dev exited with {self._process.returncode}; see {self.log_path}")
+            try:
+                if requests.get(f"{self.url}/server_info", timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"dagster dev did not answer on {self.url} in {timeout} s; see {self.log_path}"
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop ``dagster dev`` and the processes it started (its own process group)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """POST one GraphQL request; its ``data``, or an error naming GraphQL's complaint."""
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": dict(variables or {})}, timeout=60
+        )
+        response.raise_for_status()
+        body = response.json()
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def launch_backfill(self, asset_key: Sequence[str], partitions: Sequence[str]) -> str:
+        """Launch an asset backfill of ``partitions`` of ``asset_key``; its id."""
+        params = {"partitionNames": list(partitions), "assetSelection": [{"path": list(asset_key)}]}
+        result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {result}")
+        return result["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> str:
+        """``REQUESTED``, ``COMPLETED_SUCCESS``, ``FAILED``..."""
+        result = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        if result["__typename"] != "PartitionBackfill":
+            raise RuntimeError(f"no backfill {backfill_id}: {result}")
+        return result["status"]
+
+    def materialized_partitions(self, asset_key: Sequence[str]) -> set[str]:
+        """Partitions of ``asset_key`` with a materialization, read from the instance's storage."""
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            return set(instance.get_materialized_partitions(dg.AssetKey(list(asset_key))))
+
+    def backfill_runs(self, backfill_id: str) -> list[tuple[float, float, float]]:
+        """(created, started, ended) timestamps of the finished runs the backfill launched."""
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        return sorted(
+            (r.create_timestamp.timestamp(), r.start_time, r.end_time)
+            for r in records
+            if r.start_time and r.end_time
+        )
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float, poll: float = 0.5) -> str:
+        """Poll until the backfill is done; its final status."""
+        deadline = time.monotonic() + timeout
+        while (status := self.backfill_status(backfill_id)) not in DONE_STATUSES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backfill {backfill_id} still {status} after {timeout} s")
+            time.sleep(poll)
+        return status
