@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from types import TracebackType
 from typing import Self
 
@@ -17,17 +18,25 @@ class Progress:
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.done = 0
         self.failures = 0
+        self._per_shard: Counter[int] = Counter()
         self._started = time.monotonic()
         self._bar = tqdm(total=total, unit="video", disable=not enabled, dynamic_ncols=True)
 
-    def sample_done(self, status: str) -> None:
-        """Record one finished input row."""
+    def sample_done(self, shard_id: int, status: str) -> None:
+        """Record one finished input row of shard ``shard_id``."""
+        self._per_shard[shard_id] += 1
         self.done += 1
         if status != Status.SUCCESS:
             self.failures += 1
         self._bar.update(1)
         elapsed = max(time.monotonic() - self._started, 1e-9)
         self._bar.set_postfix(videos_per_s=f"{self.done / elapsed:.1f}", failed=self.failures, refresh=False)
+
+    def shard_failed(self, shard_id: int) -> None:
+        """Take back the rows of a shard that failed as a whole; its retry counts them again."""
+        rows = self._per_shard.pop(shard_id, 0)
+        self.done -= rows
+        self._bar.update(-rows)
 
     def __enter__(self) -> Self:
         return self

@@ -100,7 +100,7 @@ def _run_pool(
 ) -> dict[int, str]:
     """Run ``specs`` on a spawn process pool; return shard id -> error for those that raised."""
     context = multiprocessing.get_context("spawn")
-    events: Queue[str | None] = context.Queue()
+    events: Queue[tuple[int, str] | None] = context.Queue()
     listener = threading.Thread(target=_relay, args=(events, progress), daemon=True)
     listener.start()
     failures: dict[int, str] = {}
@@ -119,29 +119,29 @@ def _run_pool(
                     summary.results.append(future.result())
                 else:
                     failures[spec.shard_id] = f"{type(error).__name__}: {error}"
+                    progress.shard_failed(spec.shard_id)
     finally:
         events.put(None)
         listener.join()
     return failures
 
 
-def _relay(events: Queue[str | None], progress: Progress) -> None:
-    while (status := events.get()) is not None:
-        progress.sample_done(status)
+def _relay(events: Queue[tuple[int, str] | None], progress: Progress) -> None:
+    while (event := events.get()) is not None:
+        progress.sample_done(*event)
 
 
-_events: Queue[str | None] | None = None
+_events: Queue[tuple[int, str] | None] | None = None
 
 
-def _init_worker(events: Queue[str | None]) -> None:
+def _init_worker(events: Queue[tuple[int, str] | None]) -> None:
     global _events
     _events = events
 
 
-def _report(sample: Sample) -> None:
-    if _events is not None:
-        _events.put(str(sample.status))
-
-
 def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
-    return process_shard(spec, job, on_sample=_report)
+    def report(sample: Sample) -> None:
+        if _events is not None:
+            _events.put((spec.shard_id, str(sample.status)))
+
+    return process_shard(spec, job, on_sample=report)
