@@ -361,3 +361,10 @@ def test_ytdlp_never_writes_back_to_the_shared_cookie_file(media_server: MediaSe
     result = ytdlp({"video": "mp4"}, cookiefile=str(cookies)).fetch(media_server.url("embed", VIDEO), workdir)
     assert set(result.streams) == {"video"}
     assert cookies.read_text() == original
+
+
+def test_ytdlp_download_over_max_size_is_too_large(media_server: MediaServer, tmp_path: Path) -> None:
+    fetcher = YtDlpFetcher(ReadingConfig(timeout=2.0, retries=0, max_file_size=1000), {"video": "mp4"})
+    with pytest.raises(TooLargeError, match="max_file_size"):
+        fetcher.fetch(media_server.url("embed", VIDEO), tmp_path)
+    assert leftovers(tmp_path) == []

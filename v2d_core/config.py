@@ -160,7 +160,7 @@ class Config:
         merged: dict[str, Any] = {}
         for section, values in overrides.items():
             current = getattr(self, section, None)
-            if not dataclasses.is_dataclass(current):
+            if not dataclasses.is_dataclass(current) or isinstance(current, type):
                 raise ConfigError(f"unknown config section {section!r}")
             _reject_unknown(section, values, {f.name for f in dataclasses.fields(current)})
             merged[section] = dataclasses.replace(current, **values)

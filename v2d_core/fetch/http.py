@@ -21,7 +21,7 @@ from __future__ import annotations
 import http.client
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -115,10 +115,10 @@ class HttpFetcher(Fetcher):
         return received
 
 
-def _read_chunk(read: object, url: str) -> bytes:
+def _read_chunk(read: Callable[..., bytes], url: str) -> bytes:
     """One read from the raw body, with urllib3's errors mapped onto ours."""
     try:
-        return read(CHUNK_BYTES, decode_content=True)  # type: ignore[operator]
+        return read(CHUNK_BYTES, decode_content=True)
     except (urllib3.exceptions.TimeoutError, TimeoutError):
         raise FetchTimeoutError(f"read timed out for {url}") from None
     except urllib3.exceptions.DecodeError as error:

@@ -39,7 +39,7 @@ TarItem = tuple[Sample, FetchResult | BaseException, Path]
 
 def tar_shards(url_list: str | Sequence[str], skip: Container[int] = frozenset()) -> list[ShardSpec]:
     """One spec per input tar (braceexpand patterns, folders of ``*.tar``, lists; any fsspec url)."""
-    specs = {}
+    specs: dict[int, ShardSpec] = {}
     for url in _tar_urls(url_list):
         name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar")
         if not name.isdigit():
@@ -84,9 +84,10 @@ def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
                 workdir = Path(tmp) / str(index)
                 workdir.mkdir()
             source = tar.extractfile(member)
+            assert source is not None  # regular files always have data
             target = workdir / f"{len(group)}.{ext.replace('/', '_')}"
             with target.open("wb") as sink:
-                shutil.copyfileobj(source, sink, COPY_BLOCK)  # type: ignore[misc]
+                shutil.copyfileobj(source, sink, COPY_BLOCK)
             group.append((ext, str(target)))
         if current is not None:
             yield _sample(current, group, workdir)

@@ -6,10 +6,14 @@ One ``extract_info(download=True)`` call both downloads and gives the metadata.
 Formats follow video2dataset 1.3.0: the smallest mp4 at least ``download_size`` high
 for video, an m4a at least ``download_audio_rate`` for audio; when audio is asked but
 no audio-only format exists, the audio track is extracted from the video.
+Limits: ``socket_timeout = reading.timeout`` per read and ``reading.max_file_size``
+(a progress hook); there is no overall wall-clock deadline here, as page downloads
+are often large and throttled.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -90,7 +94,7 @@ class YtDlpFetcher(Fetcher):
         folder = Path(tempfile.mkdtemp(prefix="ytdlp-", dir=workdir))
         try:
             info, metadata = self._download(url, folder)
-            files = _downloaded_files(info, self._reading.max_file_size)
+            files = _downloaded_files(info)
             received = sum(path.stat().st_size for path in files)
             streams = assemble_streams(files, self._encode_formats, folder, self._reading.timeout)
         except BaseException:
@@ -105,7 +109,10 @@ class YtDlpFetcher(Fetcher):
                 info = _single_entry(ydl.extract_info(url, download=True))
                 return info, self._metadata(ydl, info)
         except yt_dlp.utils.YoutubeDLError as error:
-            raise YtDlpError(_clean_message(error)) from None
+            _close_responses(error)
+            message = _clean_message(error)
+        # Raised outside the except block so that no context keeps yt-dlp's objects alive.
+        raise YtDlpError(message)
 
     def _params(self, folder: Path) -> dict[str, Any]:
         yt_args = self._reading.yt_args
@@ -124,7 +131,7 @@ class YtDlpFetcher(Fetcher):
             "playlist_items": "1",
             "retries": yt_args.retries,
             "socket_timeout": self._reading.timeout,
-            "max_filesize": self._reading.max_file_size,
+            "progress_hooks": [functools.partial(_check_size, limit=self._reading.max_file_size)],
             "ffmpeg_location": ffmpeg_exe(),
         }
         optional = {"cookiefile": yt_args.cookiefile, "proxy": yt_args.proxy}
@@ -169,6 +176,23 @@ def _clean_message(error: BaseException) -> str:
     return ANSI_ESCAPE.sub("", str(error)).strip() or type(error).__name__
 
 
+def _close_responses(error: BaseException) -> None:
+    """Close HTTP responses a yt-dlp error holds (an unread 404 page keeps its socket open until GC)."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        close = getattr(getattr(current, "response", None), "close", None)
+        if callable(close):
+            close()
+        exc_info = getattr(current, "exc_info", None)
+        pending.append(exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None)
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+
+
 def _single_entry(info: dict[str, Any] | None) -> dict[str, Any]:
     """The video's info dict; for a playlist (several <video> on a page) its first entry."""
     while info is not None and info.get("_type") in ("playlist", "multi_video"):
@@ -178,17 +202,25 @@ def _single_entry(info: dict[str, Any] | None) -> dict[str, Any]:
     return info
 
 
-def _downloaded_files(info: dict[str, Any], max_file_size: int) -> list[Path]:
-    """The media files yt-dlp wrote; a format it skipped for size raises :class:`TooLargeError`."""
+def _check_size(progress: Mapping[str, Any], *, limit: int) -> None:
+    """yt-dlp progress hook: stop a download whose announced or received size is over ``limit``.
+
+    Raised exceptions that are not yt-dlp's own pass through yt-dlp unchanged (its
+    ``max_filesize`` would skip the file silently instead).
+    """
+    size = max(progress.get("total_bytes") or 0, progress.get("downloaded_bytes") or 0)
+    if size > limit:
+        raise TooLargeError(f"download is {size} bytes, over max_file_size ({limit} bytes)")
+
+
+def _downloaded_files(info: dict[str, Any]) -> list[Path]:
+    """The media files yt-dlp wrote."""
     downloads = info.get("requested_downloads") or []
     files = [Path(item["filepath"]) for item in downloads if item.get("filepath")]
     files = [path for path in files if path.is_file()]
-    if files:
-        return files
-    sizes = [item.get("filesize") or item.get("filesize_approx") or 0 for item in downloads]
-    if any(size > max_file_size for size in sizes):
-        raise TooLargeError(f"the selected format is over max_file_size ({max_file_size} bytes)")
-    raise YtDlpError("yt-dlp wrote no media file (a file over max_file_size is skipped without error)")
+    if not files:
+        raise YtDlpError("yt-dlp finished without writing a media file")
+    return files
 
 
 def trim_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -149,8 +149,7 @@ class MediaServer:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def url(self, route: str, name: str) -> str:
         """URL of ``name`` through ``route`` (``files``, ``status/404``, ``flaky/2``...)."""

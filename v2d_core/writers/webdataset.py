@@ -20,7 +20,7 @@ class WebDatasetWriter(StatusWriter):
         self._file = self.outputs.open(f"{self.target.shard_name}.tar")
         # 1 MiB blocks: tarfile's 10 KiB default means thousands of small writes per video.
         self._tar = tarfile.open(fileobj=self._file, mode="w|", bufsize=TAR_BLOCK)  # noqa: SIM115 (closed in _close)
-        self._tar.copybufsize = TAR_BLOCK
+        self._tar.copybufsize = TAR_BLOCK  # type: ignore[attr-defined]  # real attribute, missing in typeshed
 
     def _add(self, sample: Sample) -> None:
         for ext, part in members(sample, self.target).items():
