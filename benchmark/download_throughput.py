@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,29 +114,42 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--per_shard", type=int, default=100)
     parser.add_argument("--media", default="benchmark/work/media_640x360_10s")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw / v2d rounds; medians kept")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     media = Path(args.media)
     make_videos(media, args.unique, seconds=10.0, width=640, height=360)
     server, base_url = start_server(media)
+    raw_times, v2d_times, peaks = [], [], []
     try:
         urls = [f"{base_url}/files/video_{i % args.unique:04d}.mp4?n={i}" for i in range(args.videos)]
-        with tempfile.TemporaryDirectory(prefix="v2d-bench-", dir=os.environ.get("TMPDIR")) as tmp:
-            url_list = Path(tmp) / "urls.txt"
-            url_list.write_text("\n".join(urls) + "\n")
-            raw_seconds = raw_fetch(urls, Path(tmp) / "raw", args.processes * args.threads)
-            v2d_seconds, peak = v2d_fetch(
-                url_list, Path(tmp) / "v2d", args.processes, args.threads, args.per_shard
-            )
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="v2d-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+                url_list = Path(tmp) / "urls.txt"
+                url_list.write_text("\n".join(urls) + "\n")
+                raw_times.append(raw_fetch(urls, Path(tmp) / "raw", args.processes * args.threads))
+                seconds, peak = v2d_fetch(
+                    url_list, Path(tmp) / "v2d", args.processes, args.threads, args.per_shard
+                )
+                v2d_times.append(seconds)
+                peaks.append(peak)
     finally:
         server.terminate()
         server.wait()
     size_mb = sum(p.stat().st_size for p in media.glob("*.mp4")) / args.unique / 1e6
-    raw_rate, v2d_rate = args.videos / raw_seconds, args.videos / v2d_seconds
+    raw_rate = args.videos / statistics.median(raw_times)
+    v2d_rate = args.videos / statistics.median(v2d_times)
     print(f"videos={args.videos} mean_size={size_mb:.2f}MB processes={args.processes} threads={args.threads}")
-    print(f"raw fetch: {raw_seconds:.2f}s {raw_rate:.1f} videos/s")
-    print(f"v2d cli:   {v2d_seconds:.2f}s {v2d_rate:.1f} videos/s peak_rss={peak / 2**20:.0f}MiB")
+    print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    print(f"raw fetch: {raw_rate:.1f} videos/s (median; rounds {_seconds(raw_times)})")
+    print(f"v2d cli:   {v2d_rate:.1f} videos/s (median; rounds {_seconds(v2d_times)})")
+    print(f"v2d peak summed RSS over its processes: {max(peaks) / 2**20:.0f} MiB")
     print(f"ratio v2d/raw: {v2d_rate / raw_rate:.2f}")
+
+
+def _seconds(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}s" for t in times)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ def prepare_output(job: JobConfig) -> set[int]:
 def _run_pool(
     specs: list[ShardSpec], job: JobConfig, summary: RunSummary, progress: Progress
 ) -> dict[int, str]:
-    """Run ``specs`` on a spawn process pool; return shard id -> error for those that raised."""
-    context = multiprocessing.get_context("spawn")
+    """Run ``specs`` on a process pool; return shard id -> error for those that raised."""
+    context = _process_context()
     events: Queue[tuple[int, str] | None] = context.Queue()
     listener = threading.Thread(target=_relay, args=(events, progress), daemon=True)
     listener.start()
@@ -124,6 +124,18 @@ def _run_pool(
         events.put(None)
         listener.join()
     return failures
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """forkserver with the engine preloaded (workers start without re-importing it), else spawn.
+
+    Never plain fork: the parent runs threads (progress relay), and forking them is unsafe.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["v2d_core.shard"])
+    return context
 
 
 def _relay(events: Queue[tuple[int, str] | None], progress: Progress) -> None:
