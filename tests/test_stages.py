@@ -141,3 +141,32 @@ def test_hostile_member_names_become_failed_rows_and_write_nothing_outside(tmp_p
 def test_stage_and_input_format_must_agree(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="webdataset"):
         video2dataset(url_list=str(tmp_path), stage="subset", output_folder=str(tmp_path / "o"))
+
+
+def test_a_transform_failure_is_a_failed_to_subsample_row_with_the_reason(tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", seconds=0.5)
+    source = tmp_path / "in"
+    source.mkdir()
+    with tarfile.open(source / "00003.tar", "w") as tar:
+        tar.add(video, arcname="000030.mp4")
+        garbage = tmp_path / "garbage.mp4"
+        garbage.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40)
+        tar.add(garbage, arcname="000031.mp4")
+    output = tmp_path / "out"
+    video2dataset(
+        url_list=str(source),
+        input_format="webdataset",
+        stage="subset",
+        output_folder=str(output),
+        output_format="webdataset",
+        config={
+            "subsampling": {"ResolutionSubsampler": {"args": {"video_size": 32, "resize_mode": "scale"}}}
+        },
+        **FAST,
+    )
+    rows = {row["key"]: row for row in status_rows(output)}
+    assert rows["000030"]["status"] == "success"
+    assert rows["000031"]["status"] == "failed_to_subsample"
+    assert rows["000031"]["error_message"]
+    assert stats(output)["00003"]["failed_to_subsample"] == 1
+    assert sorted(tar_members(output / "00003.tar")) == ["000030.json", "000030.mp4", "000030.txt"]
