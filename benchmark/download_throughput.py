@@ -76,7 +76,7 @@ def peak_tree_rss(process: subprocess.Popen[bytes], samples: list[int]) -> None:
 
 
 def v2d_fetch(
-    url_list: Path, output: Path, processes: int, threads: int, per_shard: int
+    url_list: Path, output: Path, processes: int, threads: int, per_shard: int, extra: list[str]
 ) -> tuple[float, int]:
     """Run the CLI; return its wall time and peak summed RSS in bytes."""
     command = [
@@ -90,6 +90,7 @@ def v2d_fetch(
         f"--thread_count={threads}",
         f"--number_sample_per_shard={per_shard}",
         "--show_progress=False",
+        *extra,
     ]
     samples: list[int] = []
     started = time.perf_counter()
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--per_shard", type=int, default=100)
     parser.add_argument("--media", default="benchmark/work/media_640x360_10s")
+    parser.add_argument("--v2d_flag", action="append", default=[], help="extra flag for the CLI, repeatable")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw / v2d rounds; medians kept")
     args = parser.parse_args()
 
@@ -130,7 +132,7 @@ def main() -> None:
                 url_list.write_text("\n".join(urls) + "\n")
                 raw_times.append(raw_fetch(urls, Path(tmp) / "raw", args.processes * args.threads))
                 seconds, peak = v2d_fetch(
-                    url_list, Path(tmp) / "v2d", args.processes, args.threads, args.per_shard
+                    url_list, Path(tmp) / "v2d", args.processes, args.threads, args.per_shard, args.v2d_flag
                 )
                 v2d_times.append(seconds)
                 peaks.append(peak)

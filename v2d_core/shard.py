@@ -81,7 +81,11 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
     result = ShardResult(shard_id=shard.shard_id)
     chain = build_subsamplers(job)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
+        # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
+    ):
         schema, items = _open_source(shard, job, tmp)
         with make_writer(job.output_format, _target(job, shard, schema)) as writer:
             for sample, fetched, workdir in items:
@@ -90,7 +94,7 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
                     result.bytes_downloaded += fetched.bytes_downloaded
                 _write(writer, outputs)
                 result.add(outputs[0])
-                shutil.rmtree(workdir, ignore_errors=True)
+                cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
                 if on_sample is not None:
                     on_sample(outputs[0])
     result.end_time = time.time()
