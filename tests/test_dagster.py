@@ -94,9 +94,13 @@ def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.Monke
     keys = module.defs.resolve_asset_graph().get_all_asset_keys()
     assert sorted(key.to_user_string() for key in keys) == [
         "example/download",
+        "example/downsample",
+        "example/optical_flow",
         "example/shard_inputs",
         "example/shard_plan",
     ]
+    assert sorted(sensor.name for sensor in module.defs.sensors) == ["example_automation", "example_url_list"]
+    assert [schedule.name for schedule in module.defs.schedules] == ["example_downsample_schedule"]
 
 
 def test_asset_graph_of_a_dataset(datasets: Path) -> None:
@@ -162,7 +166,12 @@ def test_code_version_follows_what_a_stage_writes_not_how_fast(
         ({"colour": "red"}, "colour"),
         ({"stages": {"download": {"number_sample_per_shards": 2}}}, "number_sample_per_shards"),
         ({"stages": {"download": {"shards_per_run": 0}}}, "shards_per_run"),
-        ({"stages": {"downsample": {}}}, "downsample"),
+        ({"stages": {"tracking": {}}}, "tracking"),
+        ({"stages": {"download": {}, "downsample": {}}}, "output_format to webdataset"),
+        ({"stages": {"download": {}, "subset": {}}}, "subset reads an input webdataset"),
+        ({"input_format": "webdataset", "stages": {"download": {}}}, "needs no download"),
+        ({"schedules": {"optical_flow": "0 3 * * 0"}}, "optical_flow"),
+        ({"automation": "yes"}, "automation"),
     ],
 )
 def test_bad_dataset_files_are_errors_naming_file_and_key(tmp_path: Path, change: dict, message: str) -> None:

@@ -1,7 +1,8 @@
-"""A backfill launched through GraphQL on ``dagster dev`` (webserver + daemon) on 127.0.0.1.
+"""``dagster dev`` (webserver + daemon) on 127.0.0.1: a backfill launched through GraphQL, and
+automation (sensors, automation conditions) running shards nobody launched.
 
 Slow by nature: the backfill daemon looks for new backfills every 30 s, and each run starts a
-process that loads the code. About a minute.
+process that loads the code. About a minute each.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
+import yaml
 
 from tests.helpers import stats
 from tests.test_dagster import DOWNLOAD, REPO, write_dataset
+from tests.test_dagster_stages import write_reels
 from v2d_core.testing.server import MediaServer
 from v2d_dagster.testing import LocalDagster, plan_dataset
 
@@ -36,3 +40,37 @@ def test_daemon_backfill_through_graphql_materializes_every_shard_in_batches(
         runs = dagster.backfill_runs(backfill)
     assert len(runs) == 2  # shards_per_run=2: 00000-00001 in one run, 00002 in another
     assert sorted(stats(datasets / "out" / "download")) == partitions
+
+
+@pytest.mark.timeout(240)
+def test_appended_rows_become_a_shard_that_flows_down_the_stages_without_a_click(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    datasets = write_reels(tmp_path / "datasets", media_server, rows=4, automation=True)
+    spec = yaml.safe_load((datasets / "reels.yaml").read_text())
+    (datasets / "reels.yaml").write_text(yaml.safe_dump(spec | {"automation_interval_seconds": 1}))
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    assert plan_dataset(home, datasets, "reels") == ["00000", "00001"]
+
+    with LocalDagster(home, datasets) as dagster:
+        # automation starts with the shards that exist: they are left alone (a backfill's job)
+        dagster.wait_until(
+            "a first automation tick", lambda: bool(dagster.sensor_ticks("reels_automation")), 90
+        )
+        with (datasets / "reels.txt").open("a") as handle:
+            handle.write(media_server.url("files", "video_0002.mp4") + "?appended\n")
+        stages = [["reels", stage] for stage in ("download", "downsample", "optical_flow")]
+        dagster.wait_until(
+            "shard 00002 through every stage",
+            lambda: all(dagster.materialized_partitions(stage) == {"00002"} for stage in stages),
+            timeout=120,
+        )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions("reels_shards") == ["00000", "00001", "00002"]
+        (run,) = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "00002"}))  # 3 stages, 1 run
+        plans = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "reels_url_list"}))
+    assert run.tags.get("dagster/from_automation_condition") == "true"
+    assert 1 <= len(plans) <= 2  # on the sensor's first tick and when the list grew (or both at once)
+    assert sorted(stats(datasets / "out" / "download")) == ["00002"]

@@ -1,7 +1,8 @@
-"""Build each dataset's assets from its spec: ``shard_plan`` then one shard-partitioned asset per stage.
+"""Build each dataset's assets from its spec: ``shard_plan`` then one shard-partitioned asset per stage,
+and the dataset's sensors and schedules (:mod:`v2d_dagster.automation`).
 
-Adding a stage (downsample, optical_flow, subset) is one module under ``assets/`` with a
-builder taking ``(dataset, partitions)`` and one entry in :data:`STAGE_BUILDERS`.
+Adding a stage is one module under ``assets/`` with a builder taking ``(dataset, partitions)``
+and one entry in :data:`STAGE_BUILDERS` (and its kind in :data:`v2d_dagster.spec.STAGE_KINDS`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
+from v2d_core.errors import ConfigError
 from v2d_dagster.assets.download import build_download
+from v2d_dagster.assets.downsample import build_downsample
+from v2d_dagster.assets.optical_flow import build_optical_flow
 from v2d_dagster.assets.shard_plan import build_shard_inputs, build_shard_plan
+from v2d_dagster.assets.subset import build_subset
+from v2d_dagster.automation import build_automation
 from v2d_dagster.spec import DatasetSpec, load_datasets
 
 StageBuilder = Callable[[DatasetSpec, dg.PartitionsDefinition], dg.AssetsDefinition]
@@ -19,6 +25,9 @@ StageBuilder = Callable[[DatasetSpec, dg.PartitionsDefinition], dg.AssetsDefinit
 # Stage name -> builder, in graph order.
 STAGE_BUILDERS: dict[str, StageBuilder] = {
     "download": build_download,
+    "subset": build_subset,
+    "downsample": build_downsample,
+    "optical_flow": build_optical_flow,
 }
 
 
@@ -44,8 +53,19 @@ def build_assets(datasets: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
 
 def build_definitions(datasets_dir: str | None = None) -> dg.Definitions:
     """Definitions for the datasets in ``datasets_dir`` (default: ``$V2D_DATASETS_DIR`` or ``./datasets``)."""
+    datasets = load_datasets(datasets_dir)
+    sensors, schedules = [], []
+    for dataset in datasets:
+        try:
+            dataset_sensors, dataset_schedules = build_automation(dataset)
+        except dg.DagsterInvalidDefinitionError as error:  # a bad cron string, say
+            raise ConfigError(f"{dataset.source_file}: {error}") from None
+        sensors += dataset_sensors
+        schedules += dataset_schedules
     return dg.Definitions(
-        assets=build_assets(load_datasets(datasets_dir)),
+        assets=build_assets(datasets),
+        sensors=sensors,
+        schedules=schedules,
         # A run is one step (a batch of shards): running it in the run's own process saves a
         # process start per run.
         executor=dg.in_process_executor,

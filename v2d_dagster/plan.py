@@ -3,7 +3,9 @@
 ``plan_shards`` writes ``{shard_dir}/{shard}.arrow``; the manifest beside them records each
 shard's row count and a digest of its rows, so a partition key turns back into a
 :class:`~v2d_core.sharding.ShardSpec` without re-reading the url list, and a shard whose rows
-changed has a new digest (its data version). No dagster import here.
+changed has a new digest (its data version). For an input webdataset the plan names the
+existing tars instead (``00042.tar`` is shard ``00042``), with a digest of each tar's size
+and modification time. No dagster import here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 import fsspec
 
 from v2d_core.errors import InputError
+from v2d_core.fetch.webdataset import tar_shards
+from v2d_core.inputs import input_files
 from v2d_core.job import JobConfig
 from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path
 
@@ -25,11 +29,16 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True, slots=True)
 class PlannedShard:
-    """One shard of the plan: its id, its input row count and a digest of its input file."""
+    """One shard of the plan: its id, its input row count and a digest of its input file.
+
+    ``input_path`` names an input tar; None means the plan's own ``{shard}.arrow``. A tar's
+    row count is not known before it is read (0).
+    """
 
     shard_id: int
     row_count: int
     digest: str
+    input_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +67,28 @@ class ShardPlan:
             ) from None
         return ShardSpec(
             shard_id=shard.shard_id,
-            input_path=shard_input_path(job, shard_dir, shard.shard_id),
+            input_path=shard.input_path or shard_input_path(job, shard_dir, shard.shard_id),
             row_count=shard.row_count,
         )
 
 
 def cut_plan(job: JobConfig, shard_dir: str) -> ShardPlan:
-    """Cut ``job``'s url list into shard input files under ``shard_dir``; the plan (not yet saved)."""
+    """Cut ``job``'s url list into shard input files under ``shard_dir``; the plan (not yet saved).
+
+    For an input webdataset nothing is written: each tar is a shard of the plan.
+    """
+    if job.input_format == "webdataset":
+        return ShardPlan(
+            shards={
+                job.shard_name(spec.shard_id): PlannedShard(
+                    shard_id=spec.shard_id,
+                    row_count=0,
+                    digest=_file_digest(spec.input_path),
+                    input_path=spec.input_path,
+                )
+                for spec in tar_shards(job.url_list)
+            }
+        )
     shards = {}
     for spec in plan_shards(job, shard_dir):
         shards[job.shard_name(spec.shard_id)] = PlannedShard(
@@ -96,8 +120,47 @@ def read_plan(shard_dir: str, missing_ok: bool = False) -> ShardPlan:
     return ShardPlan(shards={key: PlannedShard(**value) for key, value in data.items()})
 
 
-def _as_json(shard: PlannedShard) -> dict[str, int | str]:
-    return {"shard_id": shard.shard_id, "row_count": shard.row_count, "digest": shard.digest}
+def upstream_tar_specs(folder: str, partitions: list[str]) -> dict[str, ShardSpec]:
+    """Partition key -> the spec reading ``{folder}/{key}.tar``, the tar an earlier stage wrote."""
+    fs, root = fsspec.core.url_to_fs(folder)
+    specs = {}
+    for key in partitions:
+        if not fs.exists(f"{root}/{key}_stats.json"):
+            raise InputError(
+                f"shard {key} has no finished tar in {folder}; materialize that stage's shard first"
+            )
+        specs[key] = ShardSpec(shard_id=int(key), input_path=f"{folder}/{key}.tar", row_count=0)
+    return specs
+
+
+def input_stamp(job: JobConfig) -> str:
+    """A digest of the names, sizes and modification times of ``job``'s input files (or tars):
+    it changes when the url list grows or a tar is added."""
+    if job.input_format == "webdataset":
+        paths = [spec.input_path for spec in tar_shards(job.url_list)]
+    else:
+        paths = input_files(job.url_list, job.input_format)
+    stamps = [[path, _file_digest(path)] for path in paths]
+    return hashlib.sha256(json.dumps(stamps).encode()).hexdigest()[:16]
+
+
+def _file_digest(url: str) -> str:
+    """A digest of a file's size and modification time (or etag): cheap, no read of its bytes."""
+    fs, path = fsspec.core.url_to_fs(url)
+    info = fs.info(path)
+    stamp = [info.get("size"), info.get("mtime") or info.get("LastModified") or info.get("ETag")]
+    return hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]
+
+
+def _as_json(shard: PlannedShard) -> dict[str, int | str | None]:
+    value: dict[str, int | str | None] = {
+        "shard_id": shard.shard_id,
+        "row_count": shard.row_count,
+        "digest": shard.digest,
+    }
+    if shard.input_path is not None:
+        value["input_path"] = shard.input_path
+    return value
 
 
 def _rows_digest(spec: ShardSpec) -> str:

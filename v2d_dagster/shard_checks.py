@@ -2,17 +2,19 @@
 
 - ``readable``: the status parquet and the format's data file open, and the data holds
   exactly the samples the parquet marks successful;
-- ``row_count_matches_input``: the parquet has one row per input row of the shard;
+- ``row_count_matches_input``: every input row of the shard is in the parquet exactly once
+  (a clipped row as its clips, ``{key}_00000``...), and nothing else is;
 - ``unique_keys``: no key appears twice in the parquet;
 - ``success_rate``: successes / rows is at least the stage's ``min_success_rate``.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import tarfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,10 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from v2d_core.job import JobConfig
+from v2d_core.sharding import ShardSpec
+
+CLIP_KEY = re.compile(r"^(?P<source>.+)_\d{5}$")  # clip i of sample key: {key}_{i:05d}
 CHECK_NAMES = ("readable", "row_count_matches_input", "unique_keys", "success_rate")
 WARN_ONLY = frozenset({"success_rate"})
 
@@ -53,8 +59,19 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def check_shard(shard: ShardLocation, expected_rows: int, min_success_rate: float) -> list[CheckOutcome]:
-    """Every check of :data:`CHECK_NAMES` on ``shard``, in that order."""
+def input_keys(job: JobConfig, spec: ShardSpec) -> list[str]:
+    """The sample keys of a shard's input: its rows' keys, or the samples of its input tar."""
+    if job.input_format != "webdataset":
+        return [job.sample_key(spec.shard_id, index) for index in range(spec.row_count)]
+    fs, path = fsspec.core.url_to_fs(spec.input_path)
+    with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
+        return list(_by_key(member.name.rsplit("/", 1)[-1] for member in tar if member.isfile()))
+
+
+def check_shard(
+    shard: ShardLocation, expected_keys: Sequence[str], min_success_rate: float
+) -> list[CheckOutcome]:
+    """Every check of :data:`CHECK_NAMES` on ``shard``, whose input samples are ``expected_keys``."""
     try:
         table = pq.read_table(shard.path(".parquet"), columns=["key", "status"])
     except (OSError, pa.ArrowException) as error:
@@ -69,7 +86,7 @@ def check_shard(shard: ShardLocation, expected_rows: int, min_success_rate: floa
     }
     return [
         _readable(shard, successes),
-        _row_count(len(keys), expected_rows),
+        _row_count(keys, expected_keys),
         _unique(keys),
         _success_rate(statuses, min_success_rate),
     ]
@@ -117,8 +134,9 @@ def _data_keys(shard: ShardLocation) -> dict[str, set[str]] | int | None:
 
 
 def _complete(extensions: set[str], media: frozenset[str]) -> bool:
-    """A sample is whole with its json and at least one media stream (audio may be absent)."""
-    return "json" in extensions and bool(extensions & media)
+    """A sample is whole with its json and at least one media stream (audio may be absent);
+    a stage that writes no media writes only the json."""
+    return "json" in extensions and (not media or bool(extensions & media))
 
 
 def _by_key(filenames: Iterable[str]) -> dict[str, set[str]]:
@@ -149,11 +167,32 @@ def _count_tfrecords(handle: Any) -> int:
     return count
 
 
-def _row_count(rows: int, expected: int) -> CheckOutcome:
-    passed = rows == expected
-    description = f"{rows} parquet rows for {expected} input rows"
+def _row_count(keys: list[str], expected: Sequence[str]) -> CheckOutcome:
+    """Each parquet key is an input key or a clip of one; every input key is covered, once."""
+    wanted = set(expected)
+    exact = {key for key in keys if key in wanted}
+    clipped, strangers = set(), []
+    for key in set(keys) - exact:
+        clip = CLIP_KEY.match(key)
+        if clip and clip["source"] in wanted:
+            clipped.add(clip["source"])
+        else:
+            strangers.append(key)
+    covered = exact | clipped
+    missing, twice = sorted(wanted - covered), sorted(exact & clipped)
+    passed = not (missing or strangers or twice)
+    description = f"{len(keys)} parquet rows cover {len(covered)} of {len(wanted)} input rows"
     return CheckOutcome(
-        "row_count_matches_input", passed, description, {"parquet_rows": rows, "input_rows": expected}
+        "row_count_matches_input",
+        passed,
+        description,
+        {
+            "parquet_rows": len(keys),
+            "input_rows": len(wanted),
+            "missing": ", ".join(missing[:5]),
+            "not_in_input": ", ".join(sorted(strangers)[:5]),
+            "both_whole_and_clipped": ", ".join(twice[:5]),
+        },
     )
 
 

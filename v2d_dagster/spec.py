@@ -10,6 +10,11 @@ section per stage in the command's config shape::
     caption_col: caption
     save_additional_columns: []
     output_root: ../data/example       # {output_root}/_shard_inputs, {output_root}/download, ...
+    automation: false                  # true: stages run when their upstream shard lands, a sensor
+                                       # re-plans when the url list grows, schedules start running
+    automation_interval_seconds: 30    # how often those sensors look
+    schedules:                         # stage -> cron: re-process every shard periodically
+      downsample: "0 3 * * 0"
     stages:
       download:
         output_format: webdataset
@@ -20,6 +25,13 @@ section per stage in the command's config shape::
         shards_per_run: 4              # orchestration: shards per backfill run
         min_success_rate: 0.5          # orchestration: floor of the success_rate check
         max_retries: 2                 # orchestration: Dagster RetryPolicy for the stage
+      downsample: {}                   # the subset stage with the downsample_ml preset
+      optical_flow: {}                 # flow arrays (npy) and their json
+
+The stages of :data:`STAGE_KINDS`: a url-list dataset has ``download`` and may re-process
+its tars with ``downsample`` and ``optical_flow``; a dataset whose ``input_format`` is
+``webdataset`` names existing tars (``00042.tar``...) as its ``url_list`` and runs
+``subset``, ``downsample`` or ``optical_flow`` on them. Shard ids never change across stages.
 
 This module never imports dagster: it only turns files into :class:`DatasetSpec` and
 :class:`~v2d_core.job.JobConfig` values.
@@ -49,8 +61,27 @@ DATASETS_DIR_ENV = "V2D_DATASETS_DIR"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SHARD_INPUTS = "_shard_inputs"
 
-# Stages the core can run today, in graph order; each reads the one before it (download reads the plan).
-AVAILABLE_STAGES = ("download",)
+
+@dataclass(frozen=True, slots=True)
+class StageKind:
+    """What a stage is: the core stage it runs and its defaults where the dataset file is silent."""
+
+    core_stage: str
+    config: str
+    encode_formats: Mapping[str, str]
+    output_format: str
+    reads_tars: bool  # True: reads the dataset's video tars (download's, or the input webdataset)
+
+
+VIDEO = {"video": "mp4"}
+# Stages in graph order. download reads the url list's shards; the others read tars.
+STAGE_KINDS: Mapping[str, StageKind] = {
+    "download": StageKind("download", "default", VIDEO, "files", reads_tars=False),
+    "subset": StageKind("subset", "default", VIDEO, "webdataset", reads_tars=True),
+    "downsample": StageKind("subset", "downsample_ml", VIDEO, "webdataset", reads_tars=True),
+    "optical_flow": StageKind("optical_flow", "optical_flow", {}, "webdataset", reads_tars=True),
+}
+AVAILABLE_STAGES = tuple(STAGE_KINDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +98,10 @@ class StageSpec:
     shards_per_run: int = 4
     min_success_rate: float = 0.0
     max_retries: int = 2
+
+    @property
+    def kind(self) -> StageKind:
+        return STAGE_KINDS[self.name]
 
     def __post_init__(self) -> None:
         if self.name not in AVAILABLE_STAGES:
@@ -100,6 +135,9 @@ class DatasetSpec:
     save_additional_columns: Sequence[str] = ()
     description: str | None = None
     stages: Mapping[str, StageSpec] = field(default_factory=dict)
+    automation: bool = False
+    automation_interval_seconds: int = 30
+    schedules: Mapping[str, str] = field(default_factory=dict)
     source_file: str | None = None
 
     def __post_init__(self) -> None:
@@ -107,34 +145,76 @@ class DatasetSpec:
             raise ConfigError(
                 f"dataset name {self.name!r} must start with a letter and hold only letters, digits, _"
             )
-        if self.input_format == "webdataset":
-            raise ConfigError("an input webdataset needs the subset stage, which v2d_core does not run yet")
+        if not isinstance(self.automation, bool):
+            raise ConfigError(f"automation must be true or false, got {self.automation!r}")
+        interval = self.automation_interval_seconds
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ConfigError(f"automation_interval_seconds must be an integer >= 1, got {interval!r}")
+        self._check_stages()
+        unknown = sorted(set(self.schedules) - set(self.stages))
+        if unknown:
+            raise ConfigError(f"schedules name stage(s) the dataset does not have: {', '.join(unknown)}")
+
+    def _check_stages(self) -> None:
+        if self.input_is_tars:
+            if "download" in self.stages:
+                raise ConfigError(
+                    "an input webdataset needs no download: use subset, downsample or optical_flow"
+                )
+            if not self.stages:
+                raise ConfigError("an input webdataset needs a stage: subset, downsample or optical_flow")
+            return
         if "download" not in self.stages:
             raise ConfigError("a dataset needs a 'download' stage")
+        if "subset" in self.stages:
+            raise ConfigError("subset reads an input webdataset; use downsample to re-process downloads")
+        readers = [name for name, stage in self.stages.items() if stage.kind.reads_tars]
+        if readers and self.stages["download"].output_format != "webdataset":
+            raise ConfigError(
+                f"{', '.join(readers)} read(s) the download tars: set the download stage's output_format "
+                "to webdataset"
+            )
+
+    @property
+    def input_is_tars(self) -> bool:
+        """Whether the dataset's input is an existing webdataset (tars) rather than a url list."""
+        return self.input_format == "webdataset"
 
     @property
     def shard_input_dir(self) -> str:
         """Where the shard plan writes each shard's input rows and its manifest."""
         return f"{self.output_root}/{SHARD_INPUTS}"
 
+    def upstream_stage(self, stage: str) -> str | None:
+        """The stage whose shards ``stage`` reads (``download``), or None when it reads the plan's."""
+        reads_download = self.stages[stage].kind.reads_tars and not self.input_is_tars
+        return "download" if reads_download else None
+
     def stage_folder(self, stage: str) -> str:
         """The output folder of ``stage``: ``{output_root}/{stage}``."""
         return f"{self.output_root}/{stage}"
 
     def job(self, stage: str) -> JobConfig:
-        """The validated core job for ``stage``, reading this dataset's url list."""
+        """The validated core job for ``stage``, reading this dataset's url list, input tars or
+        the tars of the stage it reads."""
         settings = self.stages[stage]
+        upstream = self.upstream_stage(stage)
+        columns: dict[str, Any] = {}
+        if not settings.kind.reads_tars:  # the url list's columns; tars carry their own
+            columns = {
+                "url_col": self.url_col,
+                "caption_col": self.caption_col,
+                "clip_col": self.clip_col,
+                "save_additional_columns": list(self.save_additional_columns),
+            }
         return JobConfig(
-            url_list=self.url_list,
+            url_list=self.stage_folder(upstream) if upstream else self.url_list,
             output_folder=self.stage_folder(stage),
             output_format=settings.output_format,
-            input_format=self.input_format,
+            input_format="webdataset" if settings.kind.reads_tars else self.input_format,
             encode_formats=dict(settings.encode_formats),
-            stage=stage,
-            url_col=self.url_col,
-            caption_col=self.caption_col,
-            clip_col=self.clip_col,
-            save_additional_columns=list(self.save_additional_columns),
+            stage=settings.kind.core_stage,
+            **columns,
             incremental_mode="incremental",
             max_shard_retry=settings.max_shard_retry,
             tmp_dir=settings.tmp_dir,
@@ -142,8 +222,8 @@ class DatasetSpec:
         )
 
     def plan_job(self) -> JobConfig:
-        """The job whose input settings cut the url list into shards (the first stage's)."""
-        return self.job("download")
+        """The job whose input settings cut the input into shards (the first stage's)."""
+        return self.job(next(name for name in self.stages if self.upstream_stage(name) is None))
 
 
 def stage_version(job: JobConfig) -> str:
@@ -250,10 +330,19 @@ def dataset_from_mapping(data: Mapping[str, Any], base: Path) -> DatasetSpec:
     )
     options["output_root"] = _resolve(str(options["output_root"]), base).rstrip("/")
     options["save_additional_columns"] = tuple(options.get("save_additional_columns") or ())
+    schedules = options.get("schedules") or {}
+    if not isinstance(schedules, Mapping) or not all(isinstance(v, str) for v in schedules.values()):
+        raise ConfigError('schedules must map a stage to a cron string, e.g. {downsample: "0 3 * * 0"}')
+    options["schedules"] = dict(schedules)
+    ordered = sorted(stages.items(), key=lambda item: _stage_order(item[0]))
     return DatasetSpec(
         **options,
-        stages={name: stage_from_mapping(name, settings or {}, base) for name, settings in stages.items()},
+        stages={name: stage_from_mapping(name, settings or {}, base) for name, settings in ordered},
     )
+
+
+def _stage_order(name: str) -> int:
+    return AVAILABLE_STAGES.index(name) if name in AVAILABLE_STAGES else len(AVAILABLE_STAGES)
 
 
 def stage_from_mapping(name: str, data: Mapping[str, Any], base: Path) -> StageSpec:
@@ -262,6 +351,14 @@ def stage_from_mapping(name: str, data: Mapping[str, Any], base: Path) -> StageS
         raise ConfigError(f"stage {name!r} must be a mapping of settings")
     options = {key: value for key, value in data.items() if key in STAGE_OPTIONS}
     overrides = {key: value for key, value in data.items() if key not in STAGE_OPTIONS}
+    kind = STAGE_KINDS.get(name)
+    if kind is not None:  # the stage's own defaults; an unknown name fails in StageSpec
+        defaults = {
+            "config": kind.config,
+            "encode_formats": dict(kind.encode_formats),
+            "output_format": kind.output_format,
+        }
+        options = defaults | options
     config = options.get("config")
     if isinstance(config, str) and config not in preset_names():
         options["config"] = _resolve(config, base)

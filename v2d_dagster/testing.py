@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -51,6 +51,28 @@ query Backfill($id: String!) {
 """
 
 
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status ticks(limit: 20) { status timestamp } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+RUN_STATUS = """
+query Run($id: ID!) {
+  runOrError(runId: $id) {
+    __typename
+    ... on Run { status }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
 def plan_dataset(home: Path, datasets_dir: Path, name: str) -> list[str]:
     """Materialize ``{name}/shard_plan`` in the instance at ``home``; the shard partitions it registered."""
     defs = build_definitions(str(datasets_dir))
@@ -68,6 +90,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _interruptible() -> None:
+    """In the child before exec: SIGINT back to its default. A process started in the background
+    by a non-interactive shell (CI, a job runner) inherits SIGINT ignored, and ``dagster dev``
+    maps SIGTERM to whatever SIGINT does: it would then ignore both and never stop cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class LocalDagster:
@@ -104,7 +133,13 @@ class LocalDagster:
         command += ["-h", "127.0.0.1", "-p", str(self.port)]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_interruptible,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -157,6 +192,29 @@ class LocalDagster:
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {result}")
         return result["backfillId"]
+
+    def run_status(self, run_id: str) -> str:
+        """``QUEUED``, ``STARTED``, ``SUCCESS``, ``FAILURE``..."""
+        result = self.graphql(RUN_STATUS, {"id": run_id})["runOrError"]
+        if result["__typename"] != "Run":
+            raise RuntimeError(f"no run {run_id}: {result}")
+        return result["status"]
+
+    def sensor_ticks(self, name: str) -> list[str]:
+        """Statuses of the sensor's latest ticks, newest first (``SUCCESS``, ``SKIPPED``...)."""
+        selector = {"repositoryLocationName": "v2d", "repositoryName": "__repository__", "sensorName": name}
+        result = self.graphql(SENSOR_TICKS, {"selector": selector})["sensorOrError"]
+        if result["__typename"] != "Sensor":
+            raise RuntimeError(f"no sensor {name}: {result}")
+        return [tick["status"] for tick in result["sensorState"]["ticks"]]
+
+    def wait_until(self, what: str, predicate: Callable[[], bool], timeout: float, poll: float = 0.5) -> None:
+        """Poll ``predicate`` until it holds; a TimeoutError naming ``what`` if it never does."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not after {timeout} s; see {self.log_path}")
+            time.sleep(poll)
 
     def backfill_status(self, backfill_id: str) -> str:
         """``REQUESTED``, ``COMPLETED_SUCCESS``, ``FAILED``..."""

@@ -1,1 +1,2 @@
-"""One module per stage: ``shard_plan`` (the url list cut into shards), ``download``; more to come."""
+"""One module per stage: ``shard_plan`` (the input cut into shards), ``download``, ``downsample``,
+``optical_flow``, ``subset``; ``shard_stage`` is what they share."""

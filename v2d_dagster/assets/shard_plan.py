@@ -1,8 +1,15 @@
 """``{dataset}/shard_plan``: read the url list once, write each shard's input rows, register partitions.
 
-The plan also observes ``{dataset}/shard_inputs``, an external asset partitioned like the
-stages: each shard's data version is the digest of its input rows. A stage's shard becomes
-stale when its own rows change, not when rows are appended to other shards.
+The plan also reports ``{dataset}/shard_inputs``, an external asset partitioned like the
+stages, for each shard it writes or changes: the shard's data version is the digest of its
+input rows. A stage's shard becomes stale when its own rows change, not when rows are
+appended to other shards. For an input webdataset the plan lists its tars instead: each tar
+is a partition, ``shard_inputs`` is the tars, and a tar's version is a digest of its size and
+modification time.
+
+Each shard is reported twice, because Dagster (1.13) reads an external asset's partitions
+from two kinds of event: automation conditions count a partition as present and updated by
+its materializations, staleness compares the data versions of its observations.
 """
 
 import dagster as dg
@@ -21,13 +28,18 @@ def shard_inputs_key(dataset: DatasetSpec) -> dg.AssetKey:
 
 def build_shard_inputs(dataset: DatasetSpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The per-shard input files: external (the plan writes them), one version per shard."""
+    if dataset.input_is_tars:
+        description, kinds = f"The input webdataset's tars ({dataset.url_list}), one per shard.", {"tar"}
+    else:
+        description = f"Each shard's input rows in {dataset.shard_input_dir}, written by shard_plan."
+        kinds = {"arrow"}
     spec = dg.AssetSpec(
         shard_inputs_key(dataset),
         deps=[shard_plan_key(dataset)],
         partitions_def=partitions,
         group_name=dataset.name,
-        description=f"Each shard's input rows in {dataset.shard_input_dir}, written by shard_plan.",
-        kinds={"arrow"},
+        description=description,
+        kinds=kinds,
     )
     return dg.AssetsDefinition(specs=[spec])
 
@@ -42,7 +54,7 @@ def build_shard_plan(dataset: DatasetSpec, partitions: dg.DynamicPartitionsDefin
         key=shard_plan_key(dataset),
         group_name=dataset.name,
         code_version=plan_version(job),
-        description=f"Cuts {dataset.name}'s url list into shards; one `{partitions.name}` partition each.",
+        description=f"Cuts {dataset.name}'s input into shards; one `{partitions.name}` partition each.",
         kinds={"arrow"},
         metadata={"url_list": str(dataset.url_list), "shard_input_dir": shard_dir},
     )
@@ -53,16 +65,13 @@ def build_shard_plan(dataset: DatasetSpec, partitions: dg.DynamicPartitionsDefin
         new = sorted(key for key in plan.shards if key not in known)
         context.instance.add_dynamic_partitions(partitions.name, new)
         changed = sorted(key for key, shard in plan.shards.items() if before.shards.get(key) != shard)
-        for key in changed:
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=inputs_key,
-                    partition=key,
-                    tags={"dagster/data_version": plan.shards[key].digest},
-                    metadata={"rows": plan.shards[key].row_count},
-                )
-            )
-        save_plan(plan, shard_dir)  # last: a crash before it re-observes the same shards next time
+        # New to this instance too: its history may be younger than the files on disk.
+        for key in sorted(set(changed) | set(new)):
+            version = {"dagster/data_version": plan.shards[key].digest}
+            rows = {"rows": plan.shards[key].row_count}
+            for event in (dg.AssetMaterialization, dg.AssetObservation):
+                context.log_event(event(asset_key=inputs_key, partition=key, tags=version, metadata=rows))
+        save_plan(plan, shard_dir)  # last: a crash before it re-reports the same shards next time
         orphans = sorted(known - set(plan.shards))
         if orphans:
             context.log.warning(f"partitions no longer in the plan (kept for their history): {orphans[:20]}")

@@ -5,12 +5,17 @@ partitions from a backfill (``run_shards`` on a local process pool), so a backfi
 one run per ``shards_per_run`` shards. Each partition gets its own metadata and its own
 check results. A batch with failing shards fails the step; Dagster's RetryPolicy re-runs
 it, and the retry skips the shards this run already finished.
+
+Where a stage's shards come from is the one thing stages differ in: a
+:data:`ShardResolver` turns partition keys into the core's :class:`ShardSpec` (the plan's
+input files, or the tars an upstream stage wrote). With the dataset's automation on, a
+shard materializes by itself when its upstream shard lands (``AutomationCondition.eager``).
 """
 
 import dataclasses
 import json
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -22,10 +27,15 @@ from v2d_core.job import JobConfig
 from v2d_core.run import prepare_output, run_shards
 from v2d_core.shard import process_shard
 from v2d_core.sharding import ShardSpec
+from v2d_core.subsamplers import output_encode_formats
+from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.metadata import shard_metadata
-from v2d_dagster.plan import read_plan
-from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard
+from v2d_dagster.plan import read_plan, upstream_tar_specs
+from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard, input_keys
 from v2d_dagster.spec import DatasetSpec, stage_version
+
+# (job, partition keys) -> partition key -> the core's unit of work; raises InputError.
+ShardResolver = Callable[[JobConfig, Sequence[str]], dict[str, ShardSpec]]
 
 CHECK_DESCRIPTIONS = {
     "readable": "The shard's parquet and data file open, and the data holds exactly its successful samples.",
@@ -53,8 +63,28 @@ def stage_key(dataset: DatasetSpec, stage: str) -> dg.AssetKey:
     return dg.AssetKey([dataset.name, stage])
 
 
+def plan_resolver(dataset: DatasetSpec) -> ShardResolver:
+    """Shards from the dataset's plan: its per-shard input rows, or its input tars."""
+
+    def resolve(job: JobConfig, partitions: Sequence[str]) -> dict[str, ShardSpec]:
+        plan = read_plan(dataset.shard_input_dir)
+        return {partition: plan.spec(job, dataset.shard_input_dir, partition) for partition in partitions}
+
+    return resolve
+
+
+def upstream_resolver(dataset: DatasetSpec, upstream_stage: str) -> ShardResolver:
+    """Shards from the tars ``upstream_stage`` wrote, same ids."""
+    folder = dataset.stage_folder(upstream_stage)
+    return lambda job, partitions: upstream_tar_specs(folder, list(partitions))
+
+
 def build_shard_stage(
-    dataset: DatasetSpec, stage: str, upstream: dg.AssetKey, partitions: dg.PartitionsDefinition
+    dataset: DatasetSpec,
+    stage: str,
+    upstream: dg.AssetKey,
+    partitions: dg.PartitionsDefinition,
+    resolve: ShardResolver,
 ) -> dg.AssetsDefinition:
     """The asset ``{dataset}/{stage}``: one partition per shard, checks per partition."""
     settings = dataset.stages[stage]
@@ -77,6 +107,8 @@ def build_shard_stage(
         kinds={"video", settings.output_format},
         metadata={"output_folder": job.output_folder, "output_format": job.output_format},
         tags={"v2d/stage": stage},
+        # Runs only while the dataset's automation sensor runs (``automation: true``).
+        automation_condition=dg.AutomationCondition.eager(),
     )
 
     @dg.multi_asset(
@@ -93,7 +125,7 @@ def build_shard_stage(
     )
     def shard_stage(context: dg.AssetExecutionContext, config: ShardRunConfig) -> Iterator[Any]:
         run_job = config.apply(job)
-        specs = shard_specs(dataset.shard_input_dir, run_job, context.partition_keys)
+        specs = shard_specs(resolve, run_job, context.partition_keys)
         if key in context.selected_asset_keys:
             for partition, stats in run_stage(context, specs, run_job).items():
                 context.add_asset_metadata(
@@ -107,12 +139,11 @@ def build_shard_stage(
     return shard_stage
 
 
-def shard_specs(shard_dir: str, job: JobConfig, partitions: Sequence[str]) -> dict[str, ShardSpec]:
-    """Partition key -> the core's unit of work, from the shard plan's manifest."""
+def shard_specs(resolve: ShardResolver, job: JobConfig, partitions: Sequence[str]) -> dict[str, ShardSpec]:
+    """Partition key -> the core's unit of work."""
     try:
-        plan = read_plan(shard_dir)
-        return {partition: plan.spec(job, shard_dir, partition) for partition in partitions}
-    except InputError as error:  # no plan, or a key it does not have: retrying will not help
+        return resolve(job, partitions)
+    except InputError as error:  # no plan, or a shard it does not have: retrying will not help
         raise dg.Failure(description=str(error), allow_retries=False) from error
 
 
@@ -155,14 +186,12 @@ def evaluate_checks(
     selected = {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
     if not selected:
         return
+    media = frozenset(output_encode_formats(job).values())
     for partition, spec in specs.items():
         location = ShardLocation(
-            folder=job.output_folder,
-            name=partition,
-            output_format=job.output_format,
-            media_extensions=frozenset(job.encode_formats.values()),
+            folder=job.output_folder, name=partition, output_format=job.output_format, media_extensions=media
         )
-        for outcome in check_shard(location, spec.row_count, min_success_rate):
+        for outcome in check_shard(location, input_keys(job, spec), min_success_rate):
             if outcome.name in selected:
                 context.log_event(
                     dg.AssetCheckEvaluation(
@@ -206,3 +235,15 @@ def _finished_in_this_run(
 def _data_path(job: JobConfig, partition: str) -> str:
     suffix = {"webdataset": ".tar", "tfrecord": ".tfrecord", "parquet": ".parquet", "files": ""}
     return f"{job.output_folder}/{partition}{suffix.get(job.output_format, '.parquet')}"
+
+
+def build_tar_stage(
+    dataset: DatasetSpec, stage: str, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """A stage that re-processes tars: the download stage's (same shard ids), or the input webdataset's."""
+    source = dataset.upstream_stage(stage)
+    if source is None:
+        upstream, resolve = shard_inputs_key(dataset), plan_resolver(dataset)
+    else:
+        upstream, resolve = stage_key(dataset, source), upstream_resolver(dataset, source)
+    return build_shard_stage(dataset, stage, upstream, partitions, resolve)

@@ -1,0 +1,114 @@
+"""The Dagster UI in a real browser: Playwright drives Debian's chromium, headless, against
+``dagster dev`` on 127.0.0.1. A person's path: open the dataset's download asset, launch one
+partition from the Materialize dialog, watch the run succeed, find the shard's metadata.
+
+Needs the ``playwright`` package (pip) and a chromium binary (``apt-get install chromium``);
+Playwright's own browser download is never used. Skips, saying which is missing, without them.
+Screenshots of the run and the partition are left in the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import stats
+from tests.test_dagster import DOWNLOAD, REPO, write_dataset
+from v2d_core.testing.server import MediaServer
+from v2d_dagster.testing import LocalDagster, plan_dataset
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the browser test needs Playwright: pip install playwright"
+)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SECONDS = 1000  # Playwright counts milliseconds
+
+
+@contextlib.contextmanager
+def chromium_page(profile: Path) -> Iterator[sync_api.Page]:
+    """A page of a fresh headless chromium profile (its ``--user-data-dir`` is ``profile``).
+
+    Start it after any in-process Dagster run: Playwright's sync API keeps its event loop
+    marked running in this thread, and Dagster's in-process executor cannot then clean up its own.
+    """
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        context.set_default_timeout(30 * SECONDS)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+@pytest.mark.timeout(300)
+def test_launch_one_partition_from_the_ui_and_see_it_succeed(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("the browser test needs chromium on PATH: apt-get install -y chromium")
+    datasets = write_dataset(tmp_path / "datasets", media_server)
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    assert plan_dataset(home, datasets, "clips") == ["00000", "00001", "00002"]
+    expect = sync_api.expect
+
+    with LocalDagster(home, datasets) as dagster, chromium_page(tmp_path / "chromium-profile") as page:
+        dagster.graphql("mutation { setNuxSeen }")  # no "join the community" dialog over the page
+        page.goto(f"{dagster.url}/assets/clips/download")
+        expect(page).to_have_title(re.compile("clips / download"))
+
+        page.get_by_role("button", name="Materialize").first.click()
+        dialog = page.get_by_role("dialog").first
+        expect(dialog).to_contain_text("Launch runs to materialize clips / download")
+        dialog.get_by_text("Select a partition or create one").click()
+        menu = page.get_by_role("menu").first
+        menu.get_by_placeholder("Filter partitions").fill("00001")
+        menu.get_by_role("menuitem", name="00001").click()
+        page.keyboard.press("Escape")  # close the partition menu, keep the dialog
+        expect(dialog).to_contain_text("1 partition")
+        dialog.get_by_role("button", name="Launch 1 run").click()
+
+        expect(page.get_by_text("Launched run")).to_be_visible()
+        page.get_by_role("button", name="View").or_(page.get_by_role("link", name="View")).first.click()
+        expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+        run_id = page.url.rsplit("/", 1)[-1]
+        dagster.wait_until("the run to finish", lambda: dagster.run_status(run_id) in FINISHED, timeout=180)
+        assert dagster.run_status(run_id) == "SUCCESS", dagster.log_path.read_text()[-3000:]
+
+        # the run page turns green by itself, and names the partition
+        expect(page.get_by_text("Success").first).to_be_visible(timeout=60 * SECONDS)
+        expect(page.get_by_text("partition: 00001")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "run.png"))
+
+        page.goto(f"{dagster.url}/assets/clips/download?view=partitions")
+        expect(page.get_by_text("Materialized (1)")).to_be_visible()
+        page.get_by_text("00001", exact=True).first.click()
+        expect(page.get_by_text("videos_per_second")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "partition.png"))
+        assert dagster.materialized_partitions(DOWNLOAD.path) == {"00001"}
+    assert list(stats(datasets / "out" / "download")) == ["00001"]
+
+
+FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
