@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +28,11 @@ from v2d_core.errors import (
     YtDlpError,
 )
 from v2d_core.fetch import FetchResult, YtDlpFetcher, direct_media_extension, make_fetcher
+from v2d_core.fetch.audio import extract_audio
+from v2d_core.fetch.media_check import MediaInfo, check_media
 from v2d_core.fetch.ytdlp import parse_webvtt
+from v2d_core.ffmpeg_binary import ffmpeg_exe
+from v2d_core.testing.media import make_video
 from v2d_core.testing.server import MediaServer
 
 VIDEO = "video_0000.mp4"
@@ -108,6 +113,46 @@ def test_truncated_mp4_is_not_media(media_server: MediaServer, tmp_path: Path) -
     with pytest.raises(NotMediaError, match="truncated or corrupt media"):
         fetch(media_server.url("truncated", VIDEO), tmp_path)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kept", [0.4, 0.9, 0.995])
+def test_mp4_cut_anywhere_is_caught(tmp_path: Path, kept: float) -> None:
+    """Only the tail of an indexed mp4 is demuxed: a cut at any point must still be caught."""
+    whole = make_video(tmp_path / "whole.mp4", seconds=3.0)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * kept)])
+    assert check_media(whole) == MediaInfo(has_video=True, has_audio=True)
+    with pytest.raises(NotMediaError, match="truncated or corrupt media"):
+        check_media(cut)
+
+
+def test_unindexed_and_audio_only_media_are_accepted(tmp_path: Path) -> None:
+    """Containers without a packet index (webm) take the full demux; audio-only files pass too."""
+    webm = tmp_path / "clip.webm"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=duration=1",
+            "-c:v",
+            "libvpx",
+            "-b:v",
+            "100k",
+            str(webm),
+        ],
+        check=True,
+        timeout=60,
+    )
+    assert check_media(webm) == MediaInfo(has_video=True, has_audio=False)
+    audio = make_video(tmp_path / "tone.mp4", seconds=1.0)
+    m4a = extract_audio(audio, "m4a", tmp_path, timeout=60)
+    assert check_media(m4a) == MediaInfo(has_video=False, has_audio=True)
 
 
 def test_empty_body_is_not_media(media_server: MediaServer, tmp_path: Path) -> None:

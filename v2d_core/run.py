@@ -134,7 +134,8 @@ def _process_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["v2d_core.shard"])
+    # pyarrow imports pandas on a shard's first parquet write: once here, not once per worker.
+    context.set_forkserver_preload(["v2d_core.shard", "pandas"])
     return context
 
 

@@ -148,11 +148,14 @@ def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) 
     in_flight: dict[Future[FetchResult], tuple[Sample, Path]] = {}
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="v2d-fetch")
 
+    def fetch_into(url: str, workdir: Path) -> FetchResult:
+        workdir.mkdir()  # here, not on the writer's thread: a mkdir can take milliseconds on a busy disk
+        return fetcher.fetch(url, workdir)
+
     def submit_next() -> None:
         for index, sample in pending:
             workdir = Path(tmp) / str(index)
-            workdir.mkdir()
-            in_flight[pool.submit(fetcher.fetch, sample.url, workdir)] = (sample, workdir)
+            in_flight[pool.submit(fetch_into, sample.url, workdir)] = (sample, workdir)
             return
 
     try:

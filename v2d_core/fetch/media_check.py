@@ -1,8 +1,10 @@
 """Is a downloaded file playable media? And which requested streams does it give?
 
-:func:`check_media` opens a file with PyAV and demuxes every packet (no decoding),
-so an HTML page, an empty file or an mp4 whose data was cut after a complete
-``moov`` box is caught here rather than by a subsampler later.
+:func:`check_media` opens a file with PyAV and demuxes packets (no decoding), so an
+HTML page, an empty file or an mp4 whose data was cut after a complete ``moov`` box is
+caught here rather than by a subsampler later. When the container indexes its streams
+(mp4, mov) only the last second is demuxed: a cut file always loses its end, and
+reading every packet cost as much CPU as the download itself.
 :func:`assemble_streams` turns downloaded files into the ``streams`` of a
 :class:`~v2d_core.fetch.base.FetchResult`: one file per requested modality.
 """
@@ -29,18 +31,90 @@ class MediaInfo:
 
 
 def check_media(path: Path) -> MediaInfo:
-    """Open ``path`` and demux all its packets; raise :class:`NotMediaError` unless it is whole media."""
+    """Open ``path`` and demux its packets; raise :class:`NotMediaError` unless it is whole media."""
     if path.stat().st_size == 0:
         raise NotMediaError("empty body: the server sent no bytes")
     try:
+        return _check_indexed(path)
+    except (av.FFmpegError, NotIndexedError):
+        pass
+    try:
         with av.open(str(path)) as container:
-            kinds = {stream.type for stream in container.streams}
-            if not kinds & {"video", "audio"}:
-                raise NotMediaError(f"not media: no video or audio stream in {path.name}")
+            kinds = _media_kinds(container, path)
             _demux_all(container)
     except av.FFmpegError as error:
         raise NotMediaError(f"not readable media: {error}") from None
     return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
+
+
+class NotIndexedError(Exception):
+    """The container has no packet index to seek in: check it the slow way."""
+
+
+# Stream facts of an indexed container (mp4, mov) are in its header: no probing needed.
+FAST_OPEN = {"probesize": "32", "analyzeduration": "0"}
+
+
+def _check_indexed(path: Path) -> MediaInfo:
+    """The fast path: open without probing, demux only the tail of an indexed container."""
+    with av.open(str(path), options=FAST_OPEN) as container:
+        kinds = {stream.type for stream in container.streams}
+        if not kinds & {"video", "audio"} or not _indexed(container):
+            raise NotIndexedError(path)
+        _demux_tail(container)
+    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
+
+
+def _media_kinds(container: av.container.InputContainer, path: Path) -> set[str]:
+    kinds: set[str] = {stream.type for stream in container.streams}
+    if not kinds & {"video", "audio"}:
+        raise NotMediaError(f"not media: no video or audio stream in {path.name}")
+    return kinds
+
+
+TAIL_SECONDS = 1.0
+# Muxers round stream durations (edit lists, audio priming): a stream may end this much early.
+END_TOLERANCE_SECONDS = 0.25
+
+
+def _indexed(container: av.container.InputContainer) -> bool:
+    """Every audio/video stream lists its packet count and duration (an index to seek in)."""
+    streams = [stream for stream in container.streams if stream.type in ("video", "audio")]
+    return all(stream.frames and stream.duration for stream in streams)
+
+
+def _demux_tail(container: av.container.InputContainer) -> None:
+    """Seek to the last second and demux to the end; every stream's packets must reach its duration."""
+    streams = [stream for stream in container.streams if stream.type in ("video", "audio")]
+    anchor = streams[0]
+    assert anchor.duration is not None and anchor.time_base is not None
+    start = (anchor.start_time or 0) + anchor.duration - int(TAIL_SECONDS / anchor.time_base)
+    container.seek(max(start, 0), stream=anchor, backward=True, any_frame=True)
+    ends: dict[int, int] = {}
+    for packet in container.demux():
+        if packet.size == 0:
+            continue
+        _check_packet(packet)
+        if packet.pts is not None:
+            end = packet.pts + (packet.duration or 0)
+            ends[packet.stream.index] = max(ends.get(packet.stream.index, 0), end)
+    for stream in streams:
+        assert stream.duration is not None
+        assert stream.time_base is not None
+        expected = (stream.start_time or 0) + stream.duration - int(END_TOLERANCE_SECONDS / stream.time_base)
+        if ends.get(stream.index, 0) < expected:
+            raise NotMediaError(
+                f"truncated or corrupt media: {stream.type} stream {stream.index} ends before its "
+                f"indexed duration ({float(stream.duration * stream.time_base):.2f}s)"
+            )
+
+
+def _check_packet(packet: av.Packet) -> None:
+    if packet.is_corrupt:
+        raise NotMediaError(
+            f"truncated or corrupt media: packet at byte {packet.pos} of stream {packet.stream.index} "
+            "is incomplete"
+        )
 
 
 def _demux_all(container: av.container.InputContainer) -> None:
@@ -49,11 +123,7 @@ def _demux_all(container: av.container.InputContainer) -> None:
     for packet in container.demux():
         if packet.size == 0:  # PyAV's end-of-stream flush packet
             continue
-        if packet.is_corrupt:
-            raise NotMediaError(
-                f"truncated or corrupt media: packet at byte {packet.pos} of stream {packet.stream.index} "
-                "is incomplete"
-            )
+        _check_packet(packet)
         counts[packet.stream.index] += 1
     for stream in container.streams:
         if stream.type in ("video", "audio") and stream.frames and counts[stream.index] < stream.frames:
