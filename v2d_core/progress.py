@@ -116,12 +116,8 @@ class Progress:
             self._bar.set_postfix_str(_postfix(self._figures()), refresh=False)
             self._bar.update(-counts["samples"])
 
-    def figures(self) -> Figures:
-        """The figures so far (no error messages: those come from the shards' results)."""
-        with self._lock:
-            return self._figures()
-
     def _figures(self) -> Figures:
+        """The figures so far (no error messages: those come from the shards' results)."""
         totals = self._totals
         return Figures(
             samples=totals["samples"],
