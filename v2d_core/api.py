@@ -13,6 +13,7 @@ from v2d_core.config import Config
 from v2d_core.errors import ConfigError
 from v2d_core.job import JobConfig, options_from_kwargs
 from v2d_core.run import RunSummary, run_job
+from v2d_core.wandb_logger import WandbLogger
 
 
 def video2dataset(
@@ -39,12 +40,9 @@ def video2dataset(
 
     ``config`` is a preset name, a YAML path or a mapping in video2dataset's shape;
     any further keyword names one field of a config section and overrides it, e.g.
-    ``processes_count=4`` or ``number_sample_per_shard=100``.
+    ``processes_count=4`` or ``number_sample_per_shard=100``. ``enable_wandb`` logs the
+    run's figures and errors to the Weights & Biases project ``wandb_project`` (extra ``wandb``).
     """
-    if enable_wandb:
-        raise ConfigError(
-            "enable_wandb is not supported in this version (Weights & Biases logging is planned)"
-        )
     if encode_formats is None and stage == "optical_flow":
         encode_formats = {}  # video2dataset's optical_flow stage writes flow and json only
     options = options_from_kwargs(
@@ -65,7 +63,12 @@ def video2dataset(
         }
     )
     job = JobConfig(config=apply_overrides(Config.load(config), overrides), **options)
-    return run_job(job, show_progress=show_progress)
+    if not enable_wandb:
+        return run_job(job, show_progress=show_progress)
+    with WandbLogger(project=wandb_project, job=job) as logger:
+        summary = run_job(job, show_progress=show_progress, observer=logger.log_live)
+        logger.log_summary(summary)
+    return summary
 
 
 def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:

@@ -10,21 +10,7 @@ import fire
 
 from v2d_core.api import video2dataset
 from v2d_core.errors import V2DError
-from v2d_core.run import RunSummary
-
-
-def summary_lines(summary: RunSummary) -> list[str]:
-    """The closing lines a run prints: rows by status and shards that kept failing."""
-    totals = summary.totals
-    lines = [
-        f"shards done: {len(summary.results)} (already done before: {len(summary.skipped_shards)})",
-        f"samples: {totals['count']}, success: {totals['success']}, "
-        f"failed_to_download: {totals['failed_to_download']}, "
-        f"failed_to_subsample: {totals['failed_to_subsample']}",
-    ]
-    for shard_id, error in sorted(summary.failed_shards.items()):
-        lines.append(f"shard {shard_id} failed after retries: {error}")
-    return lines
+from v2d_core.summary import summary_lines
 
 
 def _command(*args: Any, **kwargs: Any) -> None:

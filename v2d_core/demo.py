@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from v2d_core.api import video2dataset
-from v2d_core.cli import summary_lines
+from v2d_core.summary import summary_lines
 from v2d_core.testing.media import make_videos
 from v2d_core.testing.server import MediaServer
 

@@ -1,42 +1,137 @@
-"""A live progress bar over samples: videos/s and failures as shards report them."""
+"""A live view of a run: videos/s, bytes/s and failures as workers report their rows.
+
+Workers send one small :class:`SampleEvent` per finished input row and a :class:`ShardEvent`
+when a shard is committed; :class:`Progress` keeps running totals, draws a tqdm bar and
+passes its :class:`~v2d_core.figures.Figures` to an observer (W&B) now and then.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 from tqdm import tqdm
 
-from v2d_core.sample import Status
+from v2d_core.figures import Figures
+from v2d_core.sample import Sample, Status
+
+FiguresObserver = Callable[[Figures], None]
+MAX_ERROR_SAMPLES = 10_000
+
+
+class SampleEvent(NamedTuple):
+    """One finished input row; only a failed row carries its error, key and url."""
+
+    shard_id: int
+    status: str
+    bytes: int
+    error: str | None = None
+    key: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def of(cls, shard_id: int, sample: Sample, downloaded: int) -> SampleEvent:
+        if sample.status is Status.SUCCESS:
+            return cls(shard_id, str(sample.status), downloaded)
+        error = sample.error_message or str(sample.status)
+        return cls(shard_id, str(sample.status), downloaded, error, sample.key, sample.url)
+
+
+class ShardEvent(NamedTuple):
+    """A shard was written and committed."""
+
+    shard_id: int
+
+
+WorkerEvent = SampleEvent | ShardEvent
+
+
+class ErrorSample(NamedTuple):
+    """One row that failed with a given error message."""
+
+    key: str
+    url: str
 
 
 class Progress:
-    """Counts finished samples; shows a tqdm bar when ``enabled``."""
+    """Running totals of finished rows; a tqdm bar when ``enabled``; ``observer`` sees the figures.
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.done = 0
-        self.failures = 0
-        self._per_shard: Counter[int] = Counter()
-        self._started = time.monotonic()
-        self._bar = tqdm(total=total, unit="video", disable=not enabled, dynamic_ncols=True)
+    ``observer`` is called when a shard is committed and at most every ``observe_every``
+    seconds in between.
+    """
 
-    def sample_done(self, shard_id: int, status: str) -> None:
-        """Record one finished input row of shard ``shard_id``."""
-        self._per_shard[shard_id] += 1
-        self.done += 1
-        if status != Status.SUCCESS:
-            self.failures += 1
-        self._bar.update(1)
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        self._bar.set_postfix(videos_per_s=f"{self.done / elapsed:.1f}", failed=self.failures, refresh=False)
+    def __init__(
+        self,
+        total: int,
+        enabled: bool = True,
+        observer: FiguresObserver | None = None,
+        observe_every: float = 30.0,
+    ) -> None:
+        self.error_samples: dict[str, ErrorSample] = {}
+        self._totals: Counter[str] = Counter()
+        self._per_shard: dict[int, Counter[str]] = {}
+        self._lock = threading.Lock()
+        self._observer = observer
+        self._observe_every = observe_every
+        self._started = self._observed = time.monotonic()
+        self._bar = tqdm(total=total or None, unit="row", disable=not enabled, dynamic_ncols=True)
+
+    def handle(self, event: WorkerEvent) -> None:
+        """Take one event from a worker."""
+        if isinstance(event, ShardEvent):
+            self.shard_done(event.shard_id)
+        else:
+            self.sample_done(event)
+
+    def sample_done(self, event: SampleEvent) -> None:
+        """Record one finished input row."""
+        with self._lock:
+            counts = {"samples": 1, event.status: 1, "bytes": event.bytes}
+            self._totals.update(counts)
+            self._per_shard.setdefault(event.shard_id, Counter()).update(counts)
+            if event.error is not None and len(self.error_samples) < MAX_ERROR_SAMPLES:
+                self.error_samples.setdefault(event.error, ErrorSample(event.key or "", event.url or ""))
+            figures = self._figures()
+            self._bar.set_postfix_str(_postfix(figures), refresh=False)
+            self._bar.update(1)
+        if time.monotonic() - self._observed >= self._observe_every:
+            self._observe(figures)
+
+    def shard_done(self, shard_id: int) -> None:
+        """A shard was committed: its rows stay counted."""
+        with self._lock:
+            self._per_shard.pop(shard_id, None)
+            figures = self._figures()
+        self._observe(figures)
 
     def shard_failed(self, shard_id: int) -> None:
         """Take back the rows of a shard that failed as a whole; its retry counts them again."""
-        rows = self._per_shard.pop(shard_id, 0)
-        self.done -= rows
-        self._bar.update(-rows)
+        with self._lock:
+            counts = self._per_shard.pop(shard_id, Counter())
+            self._totals.subtract(counts)
+            self._bar.set_postfix_str(_postfix(self._figures()), refresh=False)
+            self._bar.update(-counts["samples"])
+
+    def _figures(self) -> Figures:
+        """The figures so far (no error messages: those come from the shards' results)."""
+        totals = self._totals
+        return Figures(
+            samples=totals["samples"],
+            successes=totals[Status.SUCCESS],
+            failed_to_download=totals[Status.FAILED_TO_DOWNLOAD],
+            failed_to_subsample=totals[Status.FAILED_TO_SUBSAMPLE],
+            bytes=totals["bytes"],
+            seconds=time.monotonic() - self._started,
+        )
+
+    def _observe(self, figures: Figures) -> None:
+        self._observed = time.monotonic()
+        if self._observer is not None:
+            self._observer(figures)
 
     def __enter__(self) -> Self:
         return self
@@ -45,3 +140,8 @@ class Progress:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._bar.close()
+
+
+def _postfix(figures: Figures) -> str:
+    rate = tqdm.format_sizeof(figures.bytes_per_second, divisor=1000)
+    return f"videos/s={figures.videos_per_second:.1f}, bytes/s={rate}B, failed={figures.failures}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import threading
+import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import fsspec
 
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
-from v2d_core.progress import Progress
+from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, process_shard
 from v2d_core.sharding import ShardSpec, plan_shards
@@ -30,6 +31,8 @@ class RunSummary:
     results: list[ShardResult] = field(default_factory=list)
     failed_shards: dict[int, str] = field(default_factory=dict)
     skipped_shards: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    error_samples: dict[str, ErrorSample] = field(default_factory=dict)
 
     @property
     def totals(self) -> Counter[str]:
@@ -43,8 +46,14 @@ class RunSummary:
         return totals
 
 
-def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
-    """Process every shard of ``job`` that is not done yet; retry failing shards ``max_shard_retry`` times."""
+def run_job(
+    job: JobConfig, show_progress: bool = True, observer: FiguresObserver | None = None
+) -> RunSummary:
+    """Process every shard of ``job`` that is not done yet; retry failing shards ``max_shard_retry`` times.
+
+    ``observer`` sees the live figures when a shard is committed (and every 30 s).
+    """
+    started = time.monotonic()
     done = prepare_output(job)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
@@ -52,16 +61,22 @@ def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
             specs = tar_shards(job.url_list, skip=done)
         else:
             specs = list(plan_shards(job, shard_dir, skip=done))
-        summary = run_shards(specs, job, show_progress)
+        summary = run_shards(specs, job, show_progress, observer)
     finally:
         fs, path = fsspec.core.url_to_fs(shard_dir)
         if fs.exists(path):
             fs.rm(path, recursive=True)
     summary.skipped_shards = sorted(done)
+    summary.seconds = time.monotonic() - started
     return summary
 
 
-def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = False) -> RunSummary:
+def run_shards(
+    specs: list[ShardSpec],
+    job: JobConfig,
+    show_progress: bool = False,
+    observer: FiguresObserver | None = None,
+) -> RunSummary:
     """Run ``specs`` on a local process pool (``processes_count`` at once), with shard retries."""
     # Children get the job without the (possibly unpicklable) sampler callable.
     job = dataclasses.replace(
@@ -70,13 +85,15 @@ def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = Fal
     )
     summary = RunSummary()
     remaining = specs
-    with Progress(total=sum(spec.row_count for spec in specs), enabled=show_progress) as progress:
+    total = sum(spec.row_count for spec in specs)
+    with Progress(total=total, enabled=show_progress, observer=observer) as progress:
         for _attempt in range(1 + job.max_shard_retry):
             if not remaining:
                 break
             failures = _run_pool(remaining, job, summary, progress)
             remaining = [spec for spec in remaining if spec.shard_id in failures]
             summary.failed_shards = failures
+    summary.error_samples = progress.error_samples
     return summary
 
 
@@ -100,7 +117,7 @@ def _run_pool(
 ) -> dict[int, str]:
     """Run ``specs`` on a process pool; return shard id -> error for those that raised."""
     context = _process_context()
-    events: Queue[tuple[int, str] | None] = context.Queue()
+    events: Queue[WorkerEvent | None] = context.Queue()
     listener = threading.Thread(target=_relay, args=(events, progress), daemon=True)
     listener.start()
     failures: dict[int, str] = {}
@@ -139,22 +156,25 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _relay(events: Queue[tuple[int, str] | None], progress: Progress) -> None:
+def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
     while (event := events.get()) is not None:
-        progress.sample_done(*event)
+        progress.handle(event)
 
 
-_events: Queue[tuple[int, str] | None] | None = None
+_events: Queue[WorkerEvent | None] | None = None
 
 
-def _init_worker(events: Queue[tuple[int, str] | None]) -> None:
+def _init_worker(events: Queue[WorkerEvent | None]) -> None:
     global _events
     _events = events
 
 
 def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
-    def report(sample: Sample) -> None:
+    def report(sample: Sample, downloaded: int) -> None:
         if _events is not None:
-            _events.put((spec.shard_id, str(sample.status)))
+            _events.put(SampleEvent.of(spec.shard_id, sample, downloaded))
 
-    return process_shard(spec, job, on_sample=report)
+    result = process_shard(spec, job, on_sample=report)
+    if _events is not None:
+        _events.put(ShardEvent(spec.shard_id))
+    return result

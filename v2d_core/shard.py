@@ -26,7 +26,7 @@ from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsampler
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 from v2d_core.writers.status import TempOutputs
 
-SampleCallback = Callable[[Sample], None]
+SampleCallback = Callable[[Sample, int], None]
 FetchOutcome = FetchResult | BaseException
 SourceItem = tuple[Sample, FetchOutcome, Path]
 
@@ -76,7 +76,7 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
 
     Every input row ends as exactly one status row; a bad url or a failing transform
     is a failed row, never an exception. ``on_sample`` sees each row's final sample
-    (for progress bars).
+    and the bytes fetched for it (for progress bars).
     """
     result = ShardResult(shard_id=shard.shard_id)
     chain = build_subsamplers(job)
@@ -90,13 +90,13 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
         with make_writer(job.output_format, _target(job, shard, schema)) as writer:
             for sample, fetched, workdir in items:
                 outputs = _finish(sample, fetched, chain, workdir)
-                if isinstance(fetched, FetchResult):
-                    result.bytes_downloaded += fetched.bytes_downloaded
+                downloaded = fetched.bytes_downloaded if isinstance(fetched, FetchResult) else 0
+                result.bytes_downloaded += downloaded
                 _write(writer, outputs)
                 result.add(outputs[0])
                 cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
                 if on_sample is not None:
-                    on_sample(outputs[0])
+                    on_sample(outputs[0], downloaded)
     result.end_time = time.time()
     write_stats(job, shard.shard_id, result)
     return result

@@ -2,44 +2,35 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
-TOP_ERRORS = 5
+from v2d_core.figures import Figures
 
 
 def shard_metadata(stats: Mapping[str, Any], output_path: str) -> dict[str, Any]:
     """Samples, successes, failures by status, top error messages, bytes, seconds, videos/s, path."""
-    count = int(stats["count"])
-    successes = int(stats["successes"])
-    seconds = float(stats["duration"])
-    errors = Counter({message: n for message, n in stats["status_dict"].items() if message != "success"})
+    figures = Figures.from_stats(stats)
     return {
-        "dagster/row_count": dg.MetadataValue.int(count),
-        "samples": dg.MetadataValue.int(count),
-        "successes": dg.MetadataValue.int(successes),
-        "success_rate": dg.MetadataValue.float(successes / count if count else 0.0),
-        "failures_by_status": dg.MetadataValue.json(
-            {
-                "failed_to_download": int(stats["failed_to_download"]),
-                "failed_to_subsample": int(stats["failed_to_subsample"]),
-            }
-        ),
-        "top_errors": dg.MetadataValue.md(_error_table(errors)),
-        "bytes": dg.MetadataValue.int(int(stats["bytes_downloaded"])),
-        "seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "videos_per_second": dg.MetadataValue.float(round(successes / seconds, 3) if seconds > 0 else 0.0),
+        "dagster/row_count": dg.MetadataValue.int(figures.samples),
+        "samples": dg.MetadataValue.int(figures.samples),
+        "successes": dg.MetadataValue.int(figures.successes),
+        "success_rate": dg.MetadataValue.float(figures.success_rate),
+        "failures_by_status": dg.MetadataValue.json(figures.failures_by_status),
+        "top_errors": dg.MetadataValue.md(_error_table(figures.top_errors())),
+        "bytes": dg.MetadataValue.int(figures.bytes),
+        "seconds": dg.MetadataValue.float(round(figures.seconds, 3)),
+        "videos_per_second": dg.MetadataValue.float(round(figures.videos_per_second, 3)),
         "output_path": dg.MetadataValue.path(output_path),
     }
 
 
-def _error_table(errors: Counter[str]) -> str:
+def _error_table(errors: list[tuple[str, int]]) -> str:
     if not errors:
         return "no failures"
     lines = ["| samples | error |", "| ---: | --- |"]
-    for message, count in errors.most_common(TOP_ERRORS):
+    for message, count in errors:
         lines.append(f"| {count} | {message.replace('|', '/').replace(chr(10), ' ')[:300]} |")
     return "\n".join(lines)
