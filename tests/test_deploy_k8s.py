@@ -49,7 +49,7 @@ from v2d_dagster.spec import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
-CHART_SCHEMA = Path(__file__).with_name("data") / "dagster_helm_values.schema.json"
+CHART_SCHEMA = Path(__file__).with_name("schemas") / "dagster_helm_values.schema.json"
 K8S_VERSION = "1.30"  # the oldest Kubernetes v2d's deploy/README.md asks for
 NAMESPACE = "v2d"
 RELEASE = "dagster"  # helm upgrade --install dagster ...: the chart's fullname is the release name
