@@ -1,5 +1,6 @@
 """Build each dataset's assets from its spec: ``shard_plan`` then one shard-partitioned asset per stage,
-and the dataset's sensors and schedules (:mod:`v2d_dagster.automation`).
+the dataset's sensors and schedules (:mod:`v2d_dagster.automation`), and one job per stage
+(``{dataset}_{stage}``) that runs a range of shards in one run from the command line (Slurm).
 
 Adding a stage is one module under ``assets/`` with a builder taking ``(dataset, partitions)``
 and one entry in :data:`STAGE_BUILDERS` (and its kind in :data:`v2d_dagster.spec.STAGE_KINDS`).
@@ -16,8 +17,10 @@ from v2d_dagster.assets.download import build_download
 from v2d_dagster.assets.downsample import build_downsample
 from v2d_dagster.assets.optical_flow import build_optical_flow
 from v2d_dagster.assets.shard_plan import build_shard_inputs, build_shard_plan
+from v2d_dagster.assets.shard_stage import stage_key
 from v2d_dagster.assets.subset import build_subset
 from v2d_dagster.automation import build_automation
+from v2d_dagster.executor import select_executor
 from v2d_dagster.spec import DatasetSpec, load_datasets
 
 StageBuilder = Callable[[DatasetSpec, dg.PartitionsDefinition], dg.AssetsDefinition]
@@ -51,6 +54,20 @@ def build_assets(datasets: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
     return [asset for dataset in datasets for asset in build_dataset_assets(dataset)]
 
 
+def build_stage_jobs(datasets: Sequence[DatasetSpec]) -> list[dg.UnresolvedAssetJobDefinition]:
+    """``{dataset}_{stage}`` for every stage: with the partition range tags, one run over a range of
+    shards, as a backfill run does (``dagster job execute -j clips_download --tags ...``)."""
+    return [
+        dg.define_asset_job(
+            f"{dataset.name}_{stage}",
+            selection=dg.AssetSelection.assets(stage_key(dataset, stage)),
+            description=f"{dataset.name}/{stage} over the shards its run's partition (range) tags name.",
+        )
+        for dataset in datasets
+        for stage in dataset.stages
+    ]
+
+
 def build_definitions(datasets_dir: str | None = None) -> dg.Definitions:
     """Definitions for the datasets in ``datasets_dir`` (default: ``$V2D_DATASETS_DIR`` or ``./datasets``)."""
     datasets = load_datasets(datasets_dir)
@@ -66,7 +83,8 @@ def build_definitions(datasets_dir: str | None = None) -> dg.Definitions:
         assets=build_assets(datasets),
         sensors=sensors,
         schedules=schedules,
-        # A run is one step (a batch of shards): running it in the run's own process saves a
-        # process start per run.
-        executor=dg.in_process_executor,
+        jobs=build_stage_jobs(datasets),
+        # A run is one step (a batch of shards): by default it runs in the run's own process,
+        # which saves a process start per run; V2D_EXECUTOR=k8s gives each step its own pod.
+        executor=select_executor(),
     )

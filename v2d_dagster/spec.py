@@ -25,6 +25,8 @@ section per stage in the command's config shape::
         shards_per_run: 4              # orchestration: shards per backfill run
         min_success_rate: 0.5          # orchestration: floor of the success_rate check
         max_retries: 2                 # orchestration: Dagster RetryPolicy for the stage
+        k8s_resources:                 # orchestration: the stage's pod on Kubernetes (v2d_dagster.k8s)
+          requests: {cpu: "2", memory: 2Gi}
       downsample: {}                   # the subset stage with the downsample_ml preset
       optical_flow: {}                 # flow arrays (npy) and their json
 
@@ -56,6 +58,7 @@ from v2d_core.api import apply_overrides
 from v2d_core.config import Config, preset_names
 from v2d_core.errors import ConfigError, V2DError
 from v2d_core.job import JobConfig
+from v2d_dagster.k8s import stage_resources
 
 DATASETS_DIR_ENV = "V2D_DATASETS_DIR"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -98,10 +101,16 @@ class StageSpec:
     shards_per_run: int = 4
     min_success_rate: float = 0.0
     max_retries: int = 2
+    k8s_resources: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> StageKind:
         return STAGE_KINDS[self.name]
+
+    @property
+    def resources(self) -> dict[str, dict[str, str]]:
+        """Requests and limits of the stage's pod on Kubernetes: its defaults with ``k8s_resources``."""
+        return stage_resources(self.name, self.k8s_resources)
 
     def __post_init__(self) -> None:
         if self.name not in AVAILABLE_STAGES:
@@ -116,6 +125,7 @@ class StageSpec:
             raise ConfigError(f"min_success_rate must be between 0 and 1, got {self.min_success_rate}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        stage_resources(self.name, self.k8s_resources)  # a bad quantity fails at load, not at a run
 
 
 STAGE_OPTIONS = {f.name for f in dataclasses.fields(StageSpec)} - {"name", "overrides"}

@@ -29,6 +29,7 @@ from v2d_core.shard import process_shard
 from v2d_core.sharding import ShardSpec
 from v2d_core.subsamplers import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
+from v2d_dagster.k8s import k8s_config_tags
 from v2d_dagster.metadata import shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
 from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard, input_keys
@@ -121,7 +122,8 @@ def build_shard_stage(
         retry_policy=dg.RetryPolicy(
             max_retries=settings.max_retries, delay=1, backoff=dg.Backoff.EXPONENTIAL
         ),
-        op_tags={"v2d/dataset": dataset.name, "v2d/stage": stage},
+        # dagster-k8s sizes the step's pod from these (V2D_EXECUTOR=k8s: one pod per step).
+        op_tags={"v2d/dataset": dataset.name, "v2d/stage": stage, **k8s_config_tags(settings.resources)},
     )
     def shard_stage(context: dg.AssetExecutionContext, config: ShardRunConfig) -> Iterator[Any]:
         run_job = config.apply(job)
