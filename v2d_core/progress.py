@@ -24,11 +24,14 @@ class Progress:
 
     def sample_done(self, shard_id: int, status: str) -> None:
         """Record one finished input row of shard ``shard_id``."""
-        self._per_shard[shard_id] += 1
-        self.done += 1
-        if status != Status.SUCCESS:
-            self.failures += 1
-        self._bar.update(1)
+        self.rows_done(shard_id, rows=1, failures=int(status != Status.SUCCESS))
+
+    def rows_done(self, shard_id: int, rows: int, failures: int) -> None:
+        """Record ``rows`` finished input rows of shard ``shard_id``, ``failures`` of them failed."""
+        self._per_shard[shard_id] += rows
+        self.done += rows
+        self.failures += failures
+        self._bar.update(rows)
         elapsed = max(time.monotonic() - self._started, 1e-9)
         self._bar.set_postfix(videos_per_s=f"{self.done / elapsed:.1f}", failed=self.failures, refresh=False)
 

@@ -6,6 +6,7 @@ import dataclasses
 import multiprocessing
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
@@ -43,8 +44,12 @@ class RunSummary:
         return totals
 
 
+ShardRunner = Callable[[list[ShardSpec], JobConfig, bool], RunSummary]
+
+
 def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
     """Process every shard of ``job`` that is not done yet; retry failing shards ``max_shard_retry`` times."""
+    run = shard_runner(job.config.distribution.distributor)
     done = prepare_output(job)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
@@ -52,7 +57,7 @@ def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
             specs = tar_shards(job.url_list, skip=done)
         else:
             specs = list(plan_shards(job, shard_dir, skip=done))
-        summary = run_shards(specs, job, show_progress)
+        summary = run(specs, job, show_progress)
     finally:
         fs, path = fsspec.core.url_to_fs(shard_dir)
         if fs.exists(path):
@@ -61,13 +66,18 @@ def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
     return summary
 
 
+def shard_runner(distributor: str) -> ShardRunner:
+    """The function that runs a job's shards with ``distributor``; pyspark is imported only if chosen."""
+    if distributor == "pyspark":
+        from v2d_core.spark import run_shards_on_spark
+
+        return run_shards_on_spark
+    return run_shards
+
+
 def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = False) -> RunSummary:
     """Run ``specs`` on a local process pool (``processes_count`` at once), with shard retries."""
-    # Children get the job without the (possibly unpicklable) sampler callable.
-    job = dataclasses.replace(
-        job,
-        config=dataclasses.replace(job.config, reading=dataclasses.replace(job.config.reading, sampler=None)),
-    )
+    job = portable_job(job)
     summary = RunSummary()
     remaining = specs
     with Progress(total=sum(spec.row_count for spec in specs), enabled=show_progress) as progress:
@@ -78,6 +88,12 @@ def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = Fal
             remaining = [spec for spec in remaining if spec.shard_id in failures]
             summary.failed_shards = failures
     return summary
+
+
+def portable_job(job: JobConfig) -> JobConfig:
+    """``job`` without the sampler callable, which may not pickle; workers never use it (planning does)."""
+    reading = dataclasses.replace(job.config.reading, sampler=None)
+    return dataclasses.replace(job, config=dataclasses.replace(job.config, reading=reading))
 
 
 def prepare_output(job: JobConfig) -> set[int]:
