@@ -24,7 +24,7 @@ INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "web
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
 STAGES = ("download", "subset", "optical_flow")
 INCREMENTAL_MODES = ("incremental", "overwrite")
-DISTRIBUTORS = ("multiprocessing",)
+DISTRIBUTORS = ("multiprocessing", "pyspark")
 
 
 def _positive(name: str, value: float) -> None:
@@ -93,7 +93,7 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DistributionConfig:
-    """How shards are run on this machine."""
+    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``)."""
 
     processes_count: int = 16
     thread_count: int = 32

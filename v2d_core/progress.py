@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 from tqdm import tqdm
 
@@ -106,6 +106,22 @@ class Progress:
         with self._lock:
             self._per_shard.pop(shard_id, None)
             figures = self._figures()
+        self._observe(figures)
+
+    def shard_counted(self, shard_id: int, stats: Mapping[str, Any]) -> None:
+        """Record a whole committed shard from its stats (runners that do not stream rows: Spark)."""
+        counts = {
+            "samples": stats["count"],
+            Status.SUCCESS: stats["successes"],
+            Status.FAILED_TO_DOWNLOAD: stats["failed_to_download"],
+            Status.FAILED_TO_SUBSAMPLE: stats["failed_to_subsample"],
+            "bytes": stats["bytes_downloaded"],
+        }
+        with self._lock:
+            self._totals.update(counts)
+            figures = self._figures()
+            self._bar.set_postfix_str(_postfix(figures), refresh=False)
+            self._bar.update(counts["samples"])
         self._observe(figures)
 
     def shard_failed(self, shard_id: int) -> None:

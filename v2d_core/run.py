@@ -7,6 +7,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
@@ -46,6 +47,9 @@ class RunSummary:
         return totals
 
 
+ShardRunner = Callable[[list[ShardSpec], JobConfig, bool, FiguresObserver | None], RunSummary]
+
+
 def run_job(
     job: JobConfig, show_progress: bool = True, observer: FiguresObserver | None = None
 ) -> RunSummary:
@@ -54,6 +58,7 @@ def run_job(
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
     started = time.monotonic()
+    run = shard_runner(job.config.distribution.distributor)
     done = prepare_output(job)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
@@ -61,7 +66,7 @@ def run_job(
             specs = tar_shards(job.url_list, skip=done)
         else:
             specs = list(plan_shards(job, shard_dir, skip=done))
-        summary = run_shards(specs, job, show_progress, observer)
+        summary = run(specs, job, show_progress, observer)
     finally:
         fs, path = fsspec.core.url_to_fs(shard_dir)
         if fs.exists(path):
@@ -71,6 +76,15 @@ def run_job(
     return summary
 
 
+def shard_runner(distributor: str) -> ShardRunner:
+    """The function that runs a job's shards with ``distributor``; pyspark is imported only if chosen."""
+    if distributor == "pyspark":
+        from v2d_core.spark import run_shards_on_spark
+
+        return run_shards_on_spark
+    return run_shards
+
+
 def run_shards(
     specs: list[ShardSpec],
     job: JobConfig,
@@ -78,11 +92,7 @@ def run_shards(
     observer: FiguresObserver | None = None,
 ) -> RunSummary:
     """Run ``specs`` on a local process pool (``processes_count`` at once), with shard retries."""
-    # Children get the job without the (possibly unpicklable) sampler callable.
-    job = dataclasses.replace(
-        job,
-        config=dataclasses.replace(job.config, reading=dataclasses.replace(job.config.reading, sampler=None)),
-    )
+    job = portable_job(job)
     summary = RunSummary()
     remaining = specs
     total = sum(spec.row_count for spec in specs)
@@ -95,6 +105,12 @@ def run_shards(
             summary.failed_shards = failures
     summary.error_samples = progress.error_samples
     return summary
+
+
+def portable_job(job: JobConfig) -> JobConfig:
+    """``job`` without the sampler callable, which may not pickle; workers never use it (planning does)."""
+    reading = dataclasses.replace(job.config.reading, sampler=None)
+    return dataclasses.replace(job, config=dataclasses.replace(job.config, reading=reading))
 
 
 def prepare_output(job: JobConfig) -> set[int]:
