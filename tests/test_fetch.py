@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import pytest
 
-from v2d_core.config import ReadingConfig, YtArgs
+from v2d_core.config import DEFAULT_MAX_PIXELS, ReadingConfig, YtArgs
 from v2d_core.errors import (
     ConfigError,
     ConnectionLostError,
@@ -122,9 +122,9 @@ def test_mp4_cut_anywhere_is_caught(tmp_path: Path, kept: float) -> None:
     cut = tmp_path / "cut.mp4"
     data = whole.read_bytes()
     cut.write_bytes(data[: int(len(data) * kept)])
-    assert check_media(whole) == MediaInfo(has_video=True, has_audio=True)
+    assert check_media(whole, DEFAULT_MAX_PIXELS) == MediaInfo(has_video=True, has_audio=True)
     with pytest.raises(NotMediaError, match="truncated or corrupt media"):
-        check_media(cut)
+        check_media(cut, DEFAULT_MAX_PIXELS)
 
 
 def test_unindexed_and_audio_only_media_are_accepted(tmp_path: Path) -> None:
@@ -149,10 +149,10 @@ def test_unindexed_and_audio_only_media_are_accepted(tmp_path: Path) -> None:
         check=True,
         timeout=60,
     )
-    assert check_media(webm) == MediaInfo(has_video=True, has_audio=False)
+    assert check_media(webm, DEFAULT_MAX_PIXELS) == MediaInfo(has_video=True, has_audio=False)
     audio = make_video(tmp_path / "tone.mp4", seconds=1.0)
     m4a = extract_audio(audio, "m4a", tmp_path, timeout=60)
-    assert check_media(m4a) == MediaInfo(has_video=False, has_audio=True)
+    assert check_media(m4a, DEFAULT_MAX_PIXELS) == MediaInfo(has_video=False, has_audio=True)
 
 
 def test_empty_body_is_not_media(media_server: MediaServer, tmp_path: Path) -> None:

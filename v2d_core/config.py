@@ -25,6 +25,8 @@ OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
 STAGES = ("download", "subset", "optical_flow")
 INCREMENTAL_MODES = ("incremental", "overwrite")
 DISTRIBUTORS = ("multiprocessing", "pyspark")
+DEFAULT_MAX_PIXELS = 8192 * 8192
+"""Largest video frame (width x height) v2d decodes: 8K UHD either way up passes, a decompression bomb not."""
 
 
 def _positive(name: str, value: float) -> None:
@@ -63,12 +65,14 @@ class ReadingConfig:
     retries: int = 3
     retry_backoff: float = 0.5
     max_file_size: int = 2 * 1024**3
+    max_pixels: int = DEFAULT_MAX_PIXELS
     sampler: Callable[[list[int]], list[int]] | None = None
 
     def __post_init__(self) -> None:
         _positive("reading.timeout", self.timeout)
         _positive("reading.connect_timeout", self.connect_timeout)
         _positive("reading.max_file_size", self.max_file_size)
+        _positive("reading.max_pixels", self.max_pixels)
         if self.retries < 0:
             raise ConfigError(f"reading.retries must be >= 0, got {self.retries}")
 

@@ -9,6 +9,15 @@ Column types: ``url`` and ``caption`` are strings; ``clips`` is a string holding
 JSON text of a list of ``[start, end]`` pairs (see :func:`clips_json`); other
 columns keep the type the file gives them (csv/tsv: inferred by pyarrow from the
 first MiB). A column that is all-null where the type is decided becomes a string.
+
+Hostile lists: a url column whose type is not text (numbers, lists) or a caption column
+holding lists or structs is an :class:`InputError` naming the column, raised before any
+work starts; a single bad value (a null url, a number in a json cell) goes through and
+becomes a failed row. Text is always valid UTF-8: invalid bytes in any text column (and
+lone surrogates from JSON ``\\udXXX`` escapes) are replaced by U+FFFD, as
+``bytes.decode(errors="replace")`` does; binary parquet columns other than url and caption
+keep their bytes. Rows may be of any length (a caption of many MiB): csv/tsv blocks grow
+to fit the longest row, up to ``MAX_BLOCK_BYTES``.
 """
 
 from __future__ import annotations
@@ -29,11 +38,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
+from v2d_core.text import valid_text
 
 BATCH_ROWS = 4096
 """Rows per batch for txt, json, jsonl and parquet."""
 BLOCK_BYTES = 1 << 16
 """Bytes per csv/tsv block while streaming (pyarrow reads ~35 blocks ahead)."""
+MAX_BLOCK_BYTES = 1 << 26
+"""Largest csv/tsv block tried when a row does not fit in one block (64 MiB)."""
+BLOCK_GROWTH = 16
+"""Factor by which a csv/tsv block (or the inferred head) grows when a row does not fit."""
 INFER_BYTES = 1 << 20
 """Bytes at the head of a csv/tsv file that decide its column types."""
 
@@ -111,12 +125,12 @@ def read_batches(path: str, job: JobConfig) -> Iterator[pa.RecordBatch]:
     schema: pa.Schema | None = None
     try:
         for raw in reader(path, columns):
-            batch = _select(raw, columns, schema)
+            batch = _select(path, raw, columns, schema)
             schema = batch.schema
             yield batch
     except InputError:
         raise
-    except (OSError, EOFError, ValueError, pa.ArrowException) as error:
+    except (OSError, EOFError, ValueError, RecursionError, pa.ArrowException) as error:
         raise InputError(f"cannot read url list {path}: {error}") from error
 
 
@@ -133,21 +147,74 @@ def _sources(columns: Iterable[_Column]) -> list[str]:
     return list(dict.fromkeys(column.source for column in columns))
 
 
-def _select(raw: pa.RecordBatch, columns: list[_Column], schema: pa.Schema | None) -> pa.RecordBatch:
+def _select(
+    path: str, raw: pa.RecordBatch, columns: list[_Column], schema: pa.Schema | None
+) -> pa.RecordBatch:
     """Pick, rename and convert the columns; cast to ``schema`` (the first batch's) when given."""
     names = raw.schema.names
     arrays = []
     for column in columns:
         array = raw.column(names.index(column.source)) if column.source in names else pa.nulls(raw.num_rows)
+        if _is_string(array.type):
+            array = _utf8(array, array.type)
         if column.option == "clip_col":
             array = _clips_array(array)
-        elif column.option in _TEXT_OPTIONS or pa.types.is_null(array.type):
+        elif column.option in _TEXT_OPTIONS:
+            array = _text_array(path, array, column)
+        elif pa.types.is_null(array.type):
             array = array.cast(pa.string())
         arrays.append(array)
     if schema is None:
         return pa.RecordBatch.from_arrays(arrays, names=[column.name for column in columns])
     arrays = [a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _is_bytes(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
+def _check_text_type(path: str, column: _Column, kind: pa.DataType) -> None:
+    """InputError unless ``kind`` can hold this url (text) or caption (text or a scalar) column."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    text = _is_string(kind) or _is_bytes(kind) or pa.types.is_null(kind)
+    if text or (column.option == "caption_col" and not pa.types.is_nested(kind)):
+        return
+    hint = "urls must be text" if column.option == "url_col" else "captions must be text or numbers"
+    raise InputError(
+        f"{path}: column {column.source!r} ({column.option}) holds {kind}, not text; {hint} "
+        "(check the column name; keep other columns with save_additional_columns)"
+    )
+
+
+def _text_array(path: str, array: pa.Array, column: _Column) -> pa.Array:
+    """A url or caption column as valid UTF-8 strings (see :func:`_check_text_type` for what is refused)."""
+    _check_text_type(path, column, array.type)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if _is_string(array.type) or _is_bytes(array.type):
+        return _utf8(array, pa.string())
+    return array.cast(pa.string())
+
+
+def _utf8(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    """String or binary values as ``kind`` strings, invalid UTF-8 replaced by U+FFFD."""
+    if _is_string(array.type):
+        try:
+            array.validate(full=True)
+            return array.cast(kind)
+        except pa.ArrowInvalid:
+            array = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+    try:
+        return array.cast(kind)
+    except pa.ArrowInvalid:
+        values = array.to_pylist()
+        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], kind)
 
 
 # --- clips -------------------------------------------------------------------------------
@@ -215,7 +282,7 @@ def _clip_pairs(value: Any) -> list[list[float | str]] | None:
 
 def _read_txt(path: str, columns: list[_Column]) -> Iterator[pa.RecordBatch]:
     _require(path, ["url"], columns)
-    with fsspec.open(path, "rt", encoding="utf-8-sig", compression="infer") as handle:
+    with fsspec.open(path, "rt", encoding="utf-8-sig", errors="replace", compression="infer") as handle:
         urls = (line.strip() for line in handle)
         non_empty = (url for url in urls if url)
         while chunk := list(islice(non_empty, BATCH_ROWS)):
@@ -230,29 +297,72 @@ def _read_csv(
     _require(path, schema.names, columns)
     convert = pcsv.ConvertOptions(
         include_columns=_sources(columns),
-        column_types=_csv_types(schema, columns),
+        column_types=_csv_types(path, schema, columns),
         strings_can_be_null=True,
+        check_utf8=False,  # invalid UTF-8 is replaced in _select, not an error for the whole file
     )
-    read = pcsv.ReadOptions(block_size=BLOCK_BYTES)
+    block, done = BLOCK_BYTES, 0
+    while True:
+        try:
+            for batch in _csv_stream(path, block, parse, convert, compression, skip=done):
+                done += batch.num_rows
+                yield batch
+            return
+        except pa.ArrowInvalid as error:
+            # pyarrow's only sign of a row longer than a block is this message.
+            if "straddl" not in str(error) or block >= MAX_BLOCK_BYTES:
+                raise
+            block *= BLOCK_GROWTH
+
+
+def _csv_stream(
+    path: str,
+    block: int,
+    parse: pcsv.ParseOptions,
+    convert: pcsv.ConvertOptions,
+    compression: str,
+    *,
+    skip: int,
+) -> Iterator[pa.RecordBatch]:
+    """The file's batches read in ``block``-byte blocks, without its first ``skip`` rows."""
+    read = pcsv.ReadOptions(block_size=block)
     with fsspec.open(path, "rb", compression=compression) as handle:
-        yield from pcsv.open_csv(handle, read_options=read, parse_options=parse, convert_options=convert)
+        for batch in pcsv.open_csv(handle, read_options=read, parse_options=parse, convert_options=convert):
+            if skip >= batch.num_rows:
+                skip -= batch.num_rows
+                continue
+            yield batch.slice(skip)
+            skip = 0
 
 
 def _csv_head_schema(path: str, parse: pcsv.ParseOptions, compression: str) -> pa.Schema:
-    """Column names and types inferred from the first INFER_BYTES of the file."""
-    with fsspec.open(path, "rb", compression=compression) as handle:
-        head = handle.read(INFER_BYTES + 1)
-    # A cut file ends mid-row: a block size below its length leaves that row unparsed.
-    block = len(head) - 1 if len(head) > INFER_BYTES else len(head) + 1
-    read = pcsv.ReadOptions(block_size=block, use_threads=False)
-    return pcsv.open_csv(pa.BufferReader(head), read_options=read, parse_options=parse).schema
+    """Column names and types inferred from the first INFER_BYTES of the file (more when its first row
+    is longer); text columns are strings even where their bytes are not valid UTF-8."""
+    size = INFER_BYTES
+    while True:
+        with fsspec.open(path, "rb", compression=compression) as handle:
+            head = handle.read(size + 1)
+        # A cut file ends mid-row: a block size below its length leaves that row unparsed.
+        block = len(head) - 1 if len(head) > size else len(head) + 1
+        read = pcsv.ReadOptions(block_size=block, use_threads=False)
+        convert = pcsv.ConvertOptions(check_utf8=False)
+        try:
+            return pcsv.open_csv(
+                pa.BufferReader(head), read_options=read, parse_options=parse, convert_options=convert
+            ).schema
+        except pa.ArrowInvalid:
+            if len(head) <= size or size >= MAX_BLOCK_BYTES:  # the whole file was read: a real error
+                raise
+            size *= BLOCK_GROWTH
 
 
-def _csv_types(schema: pa.Schema, columns: list[_Column]) -> dict[str, pa.DataType]:
+def _csv_types(path: str, schema: pa.Schema, columns: list[_Column]) -> dict[str, pa.DataType]:
     """The inferred types, but strings for url, caption, clips and all-empty columns."""
     types = {}
     for column in columns:
         kind = schema.field(column.source).type
+        if column.option == "url_col":
+            _check_text_type(path, column, kind)
         text = column.option in (*_TEXT_OPTIONS, "clip_col") or pa.types.is_null(kind)
         types[column.source] = pa.string() if text else kind
     return types
@@ -267,7 +377,7 @@ def _read_parquet(path: str, columns: list[_Column]) -> Iterator[pa.RecordBatch]
 
 def _read_jsonl(path: str, columns: list[_Column]) -> Iterator[pa.RecordBatch]:
     checked = False
-    with fsspec.open(path, "rt", encoding="utf-8-sig", compression="infer") as handle:
+    with fsspec.open(path, "rt", encoding="utf-8-sig", errors="replace", compression="infer") as handle:
         rows = (json.loads(line) for line in handle if line.strip())
         while chunk := list(islice(rows, BATCH_ROWS)):
             names, by_column = _json_columns(path, chunk, _sources(columns))
@@ -278,7 +388,7 @@ def _read_jsonl(path: str, columns: list[_Column]) -> Iterator[pa.RecordBatch]:
 
 
 def _read_json(path: str, columns: list[_Column]) -> Iterator[pa.RecordBatch]:
-    with fsspec.open(path, "rb", compression="infer") as handle:
+    with fsspec.open(path, "rt", encoding="utf-8-sig", errors="replace", compression="infer") as handle:
         data = json.load(handle)
     names, by_column = _json_columns(path, data, _sources(columns))
     _require(path, names, columns)
@@ -322,8 +432,8 @@ def _json_array(values: list[Any], option: str) -> pa.Array:
         return pa.array([clips_json(value) for value in values], pa.string())
     if option in _TEXT_OPTIONS:
         text = [value if value is None or isinstance(value, str) else json.dumps(value) for value in values]
-        return pa.array(text, pa.string())
-    return pa.array(values)
+        return pa.array([valid_text(value) if value is not None else None for value in text], pa.string())
+    return pa.array([valid_text(value) if isinstance(value, str) else value for value in values])
 
 
 _READERS: dict[str, Callable[[str, list[_Column]], Iterator[pa.RecordBatch]]] = {

@@ -67,7 +67,9 @@ class HttpFetcher(Fetcher):
         target = workdir / f"{uuid.uuid4().hex}.{direct_media_extension(url) or 'bin'}"
         try:
             received = self._download_with_retries(url, target)
-            streams = assemble_streams([target], self._encode_formats, workdir, self._reading.timeout)
+            streams = assemble_streams(
+                [target], self._encode_formats, workdir, self._reading.timeout, self._reading.max_pixels
+            )
         except BaseException:
             target.unlink(missing_ok=True)
             raise

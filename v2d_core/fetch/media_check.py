@@ -1,10 +1,13 @@
 """Is a downloaded file playable media? And which requested streams does it give?
 
 :func:`check_media` opens a file with PyAV and demuxes packets (no decoding), so an
-HTML page, an empty file or an mp4 whose data was cut after a complete ``moov`` box is
-caught here rather than by a subsampler later. When the container indexes its streams
-(mp4, mov) only the last second is demuxed: a cut file always loses its end, and
-reading every packet cost as much CPU as the download itself.
+HTML page, an empty file, an mp4 whose data was cut after a complete ``moov`` box, or
+one with no frames at all is caught here rather than by a subsampler later. When the
+container indexes its streams (mp4, mov) only the last second is demuxed: a cut file
+always loses its end, and reading every packet cost as much CPU as the download itself.
+A video whose declared frame size is over ``reading.max_pixels`` (a decompression bomb:
+a few MB that decode to gigabytes) or unknown is refused before anything decodes it
+(:func:`frame_size_problem`). Cover art (an attached picture) does not make a file a video.
 :func:`assemble_streams` turns downloaded files into the ``streams`` of a
 :class:`~v2d_core.fetch.base.FetchResult`: one file per requested modality.
 """
@@ -12,13 +15,13 @@ reading every packet cost as much CPU as the download itself.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
-from v2d_core.errors import NotMediaError
+from v2d_core.errors import NotMediaError, TooLargeError
 from v2d_core.fetch.audio import extract_audio
 
 
@@ -30,20 +33,36 @@ class MediaInfo:
     has_audio: bool
 
 
-def check_media(path: Path) -> MediaInfo:
-    """Open ``path`` and demux its packets; raise :class:`NotMediaError` unless it is whole media."""
+def frame_size_problem(width: int, height: int, max_pixels: int) -> str | None:
+    """Why a ``width`` x ``height`` video may not be decoded (unknown size, over ``max_pixels``), or None."""
+    if width <= 0 or height <= 0:
+        return "video frame size unknown: the header declares a size FFmpeg refuses"
+    if width * height > max_pixels:
+        return f"video is {width}x{height} ({width * height} pixels), over max_pixels ({max_pixels})"
+    return None
+
+
+def check_media(path: Path, max_pixels: int) -> MediaInfo:
+    """Open ``path`` and demux its packets; raise :class:`NotMediaError` unless it is whole media
+    with at least one packet, and :class:`TooLargeError` if a video's frames are over ``max_pixels``."""
     if path.stat().st_size == 0:
         raise NotMediaError("empty body: the server sent no bytes")
     try:
-        return _check_indexed(path)
+        return _check_indexed(path, max_pixels)
     except (av.FFmpegError, NotIndexedError):
         pass
     try:
         with av.open(str(path)) as container:
-            kinds = _media_kinds(container, path)
-            _demux_all(container)
+            streams = _media_streams(container)
+            if not streams:
+                raise NotMediaError(f"not media: no video or audio stream in {path.name}")
+            _check_frame_sizes(streams, max_pixels)
+            counts = _demux_all(container)
+            kinds = {stream.type for stream in streams if counts[stream.index]}
     except av.FFmpegError as error:
         raise NotMediaError(f"not readable media: {error}") from None
+    if not kinds:
+        raise NotMediaError("no video or audio data: the media has no frames (zero duration)")
     return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
 
 
@@ -53,39 +72,36 @@ class NotIndexedError(Exception):
 
 # Stream facts of an indexed container (mp4, mov) are in its header: no probing needed.
 FAST_OPEN = {"probesize": "32", "analyzeduration": "0"}
-
-
-def _check_indexed(path: Path) -> MediaInfo:
-    """The fast path: open without probing, demux only the tail of an indexed container."""
-    with av.open(str(path), options=FAST_OPEN) as container:
-        kinds = {stream.type for stream in container.streams}
-        if not kinds & {"video", "audio"} or not _indexed(container):
-            raise NotIndexedError(path)
-        _demux_tail(container)
-    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
-
-
-def _media_kinds(container: av.container.InputContainer, path: Path) -> set[str]:
-    kinds: set[str] = {stream.type for stream in container.streams}
-    if not kinds & {"video", "audio"}:
-        raise NotMediaError(f"not media: no video or audio stream in {path.name}")
-    return kinds
-
-
 TAIL_SECONDS = 1.0
 # Muxers round stream durations (edit lists, audio priming): a stream may end this much early.
 END_TOLERANCE_SECONDS = 0.25
 
 
-def _indexed(container: av.container.InputContainer) -> bool:
-    """Every audio/video stream lists its packet count and duration (an index to seek in)."""
-    streams = [stream for stream in container.streams if stream.type in ("video", "audio")]
-    return all(stream.frames and stream.duration for stream in streams)
+def _check_indexed(path: Path, max_pixels: int) -> MediaInfo:
+    """The fast path: open without probing, demux only the tail of an indexed container."""
+    with av.open(str(path), options=FAST_OPEN) as container:
+        streams = _media_streams(container)
+        if not streams or not all(_indexed(stream) for stream in streams):
+            raise NotIndexedError(path)
+        _check_frame_sizes(streams, max_pixels)
+        _demux_tail(container, streams)
+    kinds = {stream.type for stream in streams}
+    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
 
 
-def _demux_tail(container: av.container.InputContainer) -> None:
+def _media_streams(container: av.container.InputContainer) -> list[av.stream.Stream]:
+    return [s for s in container.streams if s.type in ("video", "audio") and not _is_cover(s)]
+
+
+def _indexed(stream: av.stream.Stream) -> bool:
+    """The stream lists its packet count and duration (an index to seek in) and, if video, its size."""
+    if isinstance(stream, av.video.stream.VideoStream) and stream.codec_context.width <= 0:
+        return False
+    return bool(stream.frames and stream.duration)
+
+
+def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> None:
     """Seek to the last second and demux to the end; every stream's packets must reach its duration."""
-    streams = [stream for stream in container.streams if stream.type in ("video", "audio")]
     anchor = streams[0]
     assert anchor.duration is not None and anchor.time_base is not None
     start = (anchor.start_time or 0) + anchor.duration - int(TAIL_SECONDS / anchor.time_base)
@@ -99,8 +115,7 @@ def _demux_tail(container: av.container.InputContainer) -> None:
             end = packet.pts + (packet.duration or 0)
             ends[packet.stream.index] = max(ends.get(packet.stream.index, 0), end)
     for stream in streams:
-        assert stream.duration is not None
-        assert stream.time_base is not None
+        assert stream.duration is not None and stream.time_base is not None
         expected = (stream.start_time or 0) + stream.duration - int(END_TOLERANCE_SECONDS / stream.time_base)
         if ends.get(stream.index, 0) < expected:
             raise NotMediaError(
@@ -117,8 +132,37 @@ def _check_packet(packet: av.Packet) -> None:
         )
 
 
-def _demux_all(container: av.container.InputContainer) -> None:
-    """Read every packet; a packet cut short or fewer packets than the index lists means truncation."""
+def check_video(path: Path, max_pixels: int) -> None:
+    """:func:`check_media` for a video file nobody checked (a tar's member), reading only up to its
+    first frame: :class:`NotMediaError` unless it opens, has a video stream and a frame;
+    :class:`TooLargeError` if that stream's frame size is unknown or over ``max_pixels``."""
+    try:
+        with av.open(str(path)) as container:
+            videos = [stream for stream in container.streams.video if not _is_cover(stream)]
+            if not videos:
+                raise NotMediaError("no video stream in the video file")
+            _check_frame_sizes(videos, max_pixels)
+            if not any(packet.size for packet in container.demux(videos[0])):
+                raise NotMediaError("no video data: the video has no frames (zero duration)")
+    except av.FFmpegError as error:
+        raise NotMediaError(f"not readable media: {error}") from None
+
+
+def _is_cover(stream: av.stream.Stream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _check_frame_sizes(streams: Sequence[av.stream.Stream], max_pixels: int) -> None:
+    """TooLargeError for the first video stream whose frame size is unknown or over ``max_pixels``."""
+    for stream in streams:
+        if isinstance(stream, av.video.stream.VideoStream):
+            problem = frame_size_problem(stream.codec_context.width, stream.codec_context.height, max_pixels)
+            if problem:
+                raise TooLargeError(problem)
+
+
+def _demux_all(container: av.container.InputContainer) -> Counter[int]:
+    """Packets per stream; a packet cut short or fewer packets than the index lists means truncation."""
     counts: Counter[int] = Counter()
     for packet in container.demux():
         if packet.size == 0:  # PyAV's end-of-stream flush packet
@@ -131,10 +175,11 @@ def _demux_all(container: av.container.InputContainer) -> None:
                 f"truncated or corrupt media: {stream.type} stream {stream.index} has "
                 f"{counts[stream.index]} of {stream.frames} packets"
             )
+    return counts
 
 
 def assemble_streams(
-    files: Iterable[Path], encode_formats: Mapping[str, str], workdir: Path, timeout: float
+    files: Iterable[Path], encode_formats: Mapping[str, str], workdir: Path, timeout: float, max_pixels: int
 ) -> dict[str, Path]:
     """Check ``files`` and map each requested modality to one of them.
 
@@ -146,7 +191,7 @@ def assemble_streams(
     files = list(files)
     found: dict[str, tuple[Path, MediaInfo]] = {}
     for path in files:
-        info = check_media(path)
+        info = check_media(path, max_pixels)
         found.setdefault("video" if info.has_video else "audio", (path, info))
     streams = {kind: path for kind, (path, _) in found.items() if kind in encode_formats}
     if "audio" in encode_formats and "audio" not in streams and "video" in found:

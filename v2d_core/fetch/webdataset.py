@@ -3,8 +3,15 @@
 Each input tar is one shard and keeps its id (``00042.tar`` stays shard 42). Members
 are grouped by key as webdataset groups them (the name up to the first dot of its
 basename); media members become streams, ``json`` the sample's record, ``txt`` its
-caption. Member data is copied to files named by us, never by the tar, so a member
-called ``../../x`` cannot write outside the work folder; such a key is a failed row.
+caption; other members are skipped unread. Member data is copied to files named by us,
+never by the tar, so a member called ``../../x`` cannot write outside the work folder.
+
+A hostile tar gives failed rows, one per group of members, never an escape or a crash:
+a key that is not a plain file name (``../../x``, ``/tmp/x``, ``a/b``, empty, longer than
+``MAX_KEY_CHARS``) is refused rather than renamed, because keys must stay the same across
+stages and a renamed key could collide with a real one; so is a link or device member,
+and a key that comes back after other samples (it would be written twice). Undecodable
+bytes in names, captions and json records become U+FFFD (:mod:`v2d_core.text`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import re
 import shutil
 import tarfile
 from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +32,17 @@ from v2d_core.errors import InputError, NotMediaError
 from v2d_core.fetch.base import FetchResult
 from v2d_core.sample import Sample
 from v2d_core.sharding import ShardSpec
+from v2d_core.text import valid_text
 
 MODALITY_OF_EXTENSION = {
     **dict.fromkeys(("mp4", "webm", "mkv", "mov", "avi"), "video"),
     **dict.fromkeys(("m4a", "mp3", "wav", "flac", "ogg", "opus"), "audio"),
     "npy": "optical_flow",
 }
+KEPT_EXTENSIONS = frozenset((*MODALITY_OF_EXTENSION, "json", "txt"))
 RECORD_FIELDS = ("url", "key", "caption", "status", "error_message")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_KEY_CHARS = 200
 COPY_BLOCK = 1 << 20
 
 TarItem = tuple[Sample, FetchResult | BaseException, Path]
@@ -67,30 +78,35 @@ def _tar_urls(url_list: str | Sequence[str]) -> list[str]:
     return urls
 
 
+@dataclass(slots=True)
+class _Group:
+    """The adjacent members of one sample: its key, its copied files by extension, what is wrong."""
+
+    key: str
+    workdir: Path
+    problem: str | None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
 def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
     """Each sample of the tar with its member files copied under ``tmp``, in tar order."""
     fs, path = fsspec.core.url_to_fs(tar_url)
     with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
-        group: list[tuple[str, str]] = []
-        current, workdir = None, Path(tmp)
+        seen: set[str] = set()
+        group: _Group | None = None
         for index, member in enumerate(tar):
-            if not member.isfile():
+            if member.isdir():
                 continue
             key, ext = _split_name(member.name)
-            if key != current:
-                if current is not None:
-                    yield _sample(current, group, workdir)
-                current, group = key, []
-                workdir = Path(tmp) / str(index)
-                workdir.mkdir()
-            source = tar.extractfile(member)
-            assert source is not None  # regular files always have data
-            target = workdir / f"{len(group)}.{ext.replace('/', '_')}"
-            with target.open("wb") as sink:
-                shutil.copyfileobj(source, sink, COPY_BLOCK)
-            group.append((ext, str(target)))
-        if current is not None:
-            yield _sample(current, group, workdir)
+            if group is None or key != group.key:
+                if group is not None:
+                    yield _sample(group)
+                group = _Group(key, Path(tmp) / str(index), _key_problem(key, seen))
+                group.workdir.mkdir()
+                seen.add(key)
+            _copy_member(tar, member, ext, group)
+        if group is not None:
+            yield _sample(group)
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -100,35 +116,71 @@ def _split_name(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext
 
 
-def _sample(key: str, parts: list[tuple[str, str]], workdir: Path) -> TarItem:
-    files = dict(parts)
-    record, problem = _record(files.get("json"))
-    caption = Path(files["txt"]).read_text(errors="replace") if "txt" in files else record.get("caption")
+def _key_problem(key: str, seen: set[str]) -> str | None:
+    if key in seen:
+        return f"sample key {key!r} comes back in the input tar after other samples"
+    if len(key) > MAX_KEY_CHARS:
+        return f"sample key of {len(key)} characters in input tar (at most {MAX_KEY_CHARS})"
+    if not SAFE_KEY.match(key):
+        return f"unsafe sample key {key!r} in input tar: not a plain file name"
+    return None
+
+
+def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str, group: _Group) -> None:
+    """Copy a member the sample uses to a file named by its position; note a member that is no file."""
+    if not member.isfile():
+        group.problem = (
+            group.problem or f"member {member.name!r} of input tar is a link or device, not a file"
+        )
+        return
+    if ext not in KEPT_EXTENSIONS:
+        return
+    source = tar.extractfile(member)
+    assert source is not None  # regular files always have data
+    target = group.workdir / f"{len(group.files)}.{ext}"
+    with target.open("wb") as sink:
+        shutil.copyfileobj(source, sink, COPY_BLOCK)
+    group.files[ext] = target
+
+
+def _sample(group: _Group) -> TarItem:
+    record, problem = _record(group.files.get("json"))
+    caption = (
+        group.files["txt"].read_bytes().decode("utf-8", "replace")
+        if "txt" in group.files
+        else record.get("caption")
+    )
     sample = Sample(
-        key=key,
-        url=str(record.get("url") or ""),
-        caption=caption,
+        key=valid_text(group.key),
+        url=_text(record.get("url")) or "",
+        caption=_text(caption),
         metadata={name: value for name, value in record.items() if name not in RECORD_FIELDS},
     )
-    if not SAFE_KEY.match(key):
-        problem = f"unsafe sample key {key!r} in input tar"
+    problem = group.problem or problem
     if problem:
-        return sample, NotMediaError(problem), workdir
+        return sample, NotMediaError(problem), group.workdir
     streams = {
-        MODALITY_OF_EXTENSION[ext]: Path(p) for ext, p in files.items() if ext in MODALITY_OF_EXTENSION
+        MODALITY_OF_EXTENSION[ext]: p for ext, p in group.files.items() if ext in MODALITY_OF_EXTENSION
     }
     size = sum(path.stat().st_size for path in streams.values())
-    return sample, FetchResult(streams=streams, bytes_downloaded=size), workdir
+    return sample, FetchResult(streams=streams, bytes_downloaded=size), group.workdir
 
 
-def _record(path: str | None) -> tuple[dict[str, Any], str | None]:
+def _text(value: Any) -> str | None:
+    """A record's url or caption as valid text; other JSON values as their JSON text."""
+    if value is None:
+        return None
+    return valid_text(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _record(path: Path | None) -> tuple[dict[str, Any], str | None]:
     """The sample's json record, or an empty one and the reason it is unreadable."""
     if path is None:
         return {}, None
     try:
-        record = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        return {}, f"unreadable json member: {error}"
+        record = json.loads(path.read_text("utf-8", "replace"))
+    except (ValueError, RecursionError) as error:
+        return {}, f"unreadable json member: {type(error).__name__}: {error}"
     if not isinstance(record, dict):
         return {}, "json member is not an object"
     return record, None

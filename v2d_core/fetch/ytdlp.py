@@ -96,7 +96,9 @@ class YtDlpFetcher(Fetcher):
             info, metadata = self._download(url, folder)
             files = _downloaded_files(info)
             received = sum(path.stat().st_size for path in files)
-            streams = assemble_streams(files, self._encode_formats, folder, self._reading.timeout)
+            streams = assemble_streams(
+                files, self._encode_formats, folder, self._reading.timeout, self._reading.max_pixels
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

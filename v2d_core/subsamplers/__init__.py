@@ -3,6 +3,8 @@
 The job's ``subsampling`` section (video2dataset's YAML shape, see
 :mod:`v2d_core.subsamplers.settings`) becomes a chain of at most five steps::
 
+    SourceCheckSubsampler    -> a failed row for an unreadable or too large input video (re-processing
+                                stages; the download stage checks the same while fetching)
     FFProbeSubsampler        -> metadata["video_metadata"]   (also for keyframe_adjusted clipping)
     SubtitleClipsSubsampler  -> metadata["clips"]            (storage.captions_are_subtitles)
     CutDetectionSubsampler   -> metadata["cuts"] (+ "clips") (otherwise, when configured)
@@ -28,6 +30,7 @@ from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler
 from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
 from v2d_core.subsamplers.probe import FFProbeSubsampler
 from v2d_core.subsamplers.settings import ClippingArgs, FFProbeArgs, OpticalFlowArgs, SubsamplingConfig
+from v2d_core.subsamplers.source_check import SourceCheckSubsampler
 from v2d_core.subsamplers.subtitles import SubtitleClipsSubsampler
 from v2d_core.subsamplers.transcode import TranscodeSubsampler, video_format
 
@@ -37,6 +40,7 @@ __all__ = [
     "CutDetectionSubsampler",
     "FFProbeSubsampler",
     "OpticalFlowSubsampler",
+    "SourceCheckSubsampler",
     "Subsampler",
     "SubsamplingConfig",
     "SubtitleClipsSubsampler",
@@ -54,7 +58,8 @@ def _clipping(job: JobConfig, config: SubsamplingConfig) -> ClippingArgs | None:
 
 
 def _analysis(job: JobConfig, config: SubsamplingConfig, clipping: ClippingArgs | None) -> list[Subsampler]:
-    steps: list[Subsampler] = []
+    max_pixels = job.config.reading.max_pixels
+    steps: list[Subsampler] = [SourceCheckSubsampler(max_pixels)] if job.input_format == "webdataset" else []
     need_keyframes = clipping is not None and clipping.precision == "keyframe_adjusted"
     if config.ffprobe is not None or need_keyframes:
         args = config.ffprobe or FFProbeArgs()
@@ -64,7 +69,11 @@ def _analysis(job: JobConfig, config: SubsamplingConfig, clipping: ClippingArgs 
     if job.config.storage.captions_are_subtitles:
         steps.append(SubtitleClipsSubsampler())
     elif config.cut_detection is not None or config.cuts_are_clips:
-        steps.append(CutDetectionSubsampler(config.cut_detection, cuts_are_clips=config.cuts_are_clips))
+        steps.append(
+            CutDetectionSubsampler(
+                config.cut_detection, cuts_are_clips=config.cuts_are_clips, max_pixels=max_pixels
+            )
+        )
     return steps
 
 
@@ -82,10 +91,15 @@ def build_subsamplers(job: JobConfig) -> list[Subsampler]:
                 clipping=clipping,
                 encode_formats=job.encode_formats,
                 captions_are_subtitles=job.config.storage.captions_are_subtitles,
+                max_pixels=job.config.reading.max_pixels,
             )
         )
     if config.optical_flow is not None or job.stage == "optical_flow":
-        chain.append(OpticalFlowSubsampler(config.optical_flow or OpticalFlowArgs()))
+        chain.append(
+            OpticalFlowSubsampler(
+                config.optical_flow or OpticalFlowArgs(), max_pixels=job.config.reading.max_pixels
+            )
+        )
     return chain
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from scenedetect import ContentDetector
 from scenedetect.common import FrameTimecode
 
+from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
@@ -52,7 +53,7 @@ def scenes(cuts: list[int], frame_count: int, mode: str) -> list[list[int]]:
     return found
 
 
-def detect_cuts(path: Path, args: CutDetectionArgs) -> dict[str, Any]:
+def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
     """Run the detector(s) over ``path`` once and return video2dataset's ``cuts`` mapping."""
     info = media_info(path, "video")
     if not info.has_video or not info.fps:
@@ -62,11 +63,12 @@ def detect_cuts(path: Path, args: CutDetectionArgs) -> dict[str, Any]:
     for rate in args.framerates or ():
         tracks[f"cuts_{rate}"] = _track(args, max(int(fps // rate) - 1, 0) + 1)
     factor = max(1, info.width // ANALYSIS_WIDTH)
-    size = {"width": max(1, info.width // factor), "height": max(1, info.height // factor)}
+    width, height = max(1, info.width // factor), max(1, info.height // factor)
+    frames = read_frames(
+        path, width=width, height=height, timeout=args.timeout, what="cut detection", max_pixels=max_pixels
+    )
     count = 0
-    for index, frame in enumerate(
-        read_frames(path, **size, timeout=args.timeout, what="cut detection")  # type: ignore[arg-type]
-    ):
+    for index, frame in enumerate(frames):
         for track in tracks.values():
             track.feed(index, fps, frame)
         count = index + 1
@@ -90,16 +92,19 @@ class CutDetectionSubsampler(Subsampler):
     ``cuts_are_clips`` turns cuts already in the metadata (an earlier stage's) into clips.
     """
 
-    def __init__(self, args: CutDetectionArgs | None, *, cuts_are_clips: bool) -> None:
+    def __init__(
+        self, args: CutDetectionArgs | None, *, cuts_are_clips: bool, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         self.args = args
         self.cuts_are_clips = cuts_are_clips
+        self.max_pixels = max_pixels
 
     def __call__(self, sample: Sample, workdir: Path) -> list[Sample]:
         if self.args is not None:
             video = sample.streams.get("video")
             if video is None:
                 raise SubsampleError("cut detection needs a video stream; the sample has none")
-            sample.metadata["cuts"] = detect_cuts(Path(video), self.args)
+            sample.metadata["cuts"] = detect_cuts(Path(video), self.args, self.max_pixels)
         if self.cuts_are_clips:
             cuts = sample.metadata.get("cuts")
             if not isinstance(cuts, dict) or not cuts.get("cuts_original_fps"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
@@ -41,8 +42,9 @@ def analysis_size(width: int, height: int, short_side: int | None) -> tuple[int,
 class OpticalFlowSubsampler(Subsampler):
     """Adds ``streams["optical_flow"]`` (a ``.npy`` file) and the mean flow magnitudes."""
 
-    def __init__(self, args: OpticalFlowArgs) -> None:
+    def __init__(self, args: OpticalFlowArgs, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.args = args
+        self.max_pixels = max_pixels
         pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags = (
             args.detector_args or FARNEBACK_DEFAULTS
         )
@@ -79,6 +81,7 @@ class OpticalFlowSubsampler(Subsampler):
             fps=fps,
             timeout=self.args.timeout,
             what="optical flow",
+            max_pixels=self.max_pixels,
         )
         flow, per_frame = self._flow(frames, factor)
         target = workdir / f"{sample.key}.optical_flow.npy"

@@ -16,6 +16,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import FFmpegError, SubsampleTimeoutError
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 
@@ -57,13 +58,15 @@ def read_frames(
     fps: float | None = None,
     timeout: float,
     what: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[np.ndarray]:
     """Decode ``path``'s first video stream once, resampled to ``fps`` (None: every decoded
     frame) and scaled to ``width`` x ``height``; yield each frame as a uint8 array.
 
-    The whole iteration, consumer's time included, is limited to ``timeout`` seconds.
+    The whole iteration, consumer's time included, is limited to ``timeout`` seconds; frames
+    over ``max_pixels`` are not decoded (ffmpeg fails).
     """
-    stream = ffmpeg.input(str(path)).video
+    stream = ffmpeg.input(str(path), max_pixels=max_pixels).video
     if fps is not None:
         stream = stream.filter("fps", fps=fps)
     stream = stream.filter("scale", width, height)

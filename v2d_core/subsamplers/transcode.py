@@ -31,6 +31,7 @@ from pathlib import Path
 
 import ffmpeg
 
+from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import filters, runner
@@ -70,8 +71,10 @@ class TranscodeSubsampler(Subsampler):
         clipping: ClippingArgs | None = None,
         encode_formats: Mapping[str, str] | None = None,
         captions_are_subtitles: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         formats = dict(encode_formats or {})
+        self.max_pixels = max_pixels
         self.resolution = resolution
         self.frame = frame
         self.audio_rate = audio_rate
@@ -167,7 +170,9 @@ class TranscodeSubsampler(Subsampler):
         window = _window(spans)
         rate = filters.output_rate(self.frame, info.fps, exact=self.exact and window is not None)
         margin = 1.0 if rate is not None else 0.0  # decode past the end so the last frame slot is filled
-        source = ffmpeg.input(str(path), **filters.input_options(self.frame, window, margin=margin))
+        options = filters.input_options(self.frame, window, margin=margin)
+        # ffmpeg's own cap also stops a stream whose later frames are larger than its header says
+        source = ffmpeg.input(str(path), max_pixels=self.max_pixels, **options)
         video = _from_zero(source.video, window, "setpts")
         if rate is not None:
             video = video.filter("fps", fps=str(rate))

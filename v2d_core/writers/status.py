@@ -140,7 +140,8 @@ class ParquetRows:
     def append(self, row: dict[str, Any]) -> None:
         """Buffer one row; write a row group once the buffer is full."""
         self._rows.append(row)
-        self._bytes += sum(len(value) for value in row.values() if isinstance(value, bytes))
+        # Text counts too: a row of long captions must not hold a thousand of them in memory.
+        self._bytes += sum(len(value) for value in row.values() if isinstance(value, bytes | str))
         if len(self._rows) >= self._max_rows or self._bytes >= self._max_bytes:
             self._flush()
 

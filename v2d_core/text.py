@@ -1,0 +1,22 @@
+"""Text from strangers made safe to write as UTF-8 (txt, json, parquet, tar member names).
+
+Python strings can hold what UTF-8 cannot: lone surrogates, which ``\\ud800`` escapes in
+JSON and undecodable bytes in tar member names (``surrogateescape``) produce. Each becomes
+U+FFFD, the character ``bytes.decode(errors="replace")`` puts for invalid UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: str) -> str:
+    """``value`` unchanged if it encodes as UTF-8, else with every lone surrogate replaced by U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(REPLACEMENT, value)
+    return value
