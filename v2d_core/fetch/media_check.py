@@ -85,7 +85,7 @@ def _check_indexed(path: Path, max_pixels: int) -> MediaInfo:
             raise NotIndexedError(path)
         _check_frame_sizes(streams, max_pixels)
         _demux_tail(container, streams)
-    kinds = {stream.type for stream in streams}
+        kinds = {stream.type for stream in streams}  # inside: a closed container's streams are freed
     return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
 
 
