@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from v2d_core.dataloader.decoding import Frames
+
 Sample = dict[str, Any]
 
 
@@ -36,7 +38,7 @@ class Collate:
     def _filled(self, sample: Sample) -> Sample:
         assert self._filler is not None
         filler = {
-            key: value if isinstance(value, np.ndarray) else copy.deepcopy(value)
+            key: value if isinstance(value, np.ndarray | Frames) else copy.deepcopy(value)
             for key, value in self._filler.items()
         }
         return {**filler, **sample}
@@ -45,6 +47,8 @@ class Collate:
 def stack(values: list[Any]) -> Any:
     """One batch field: a stacked array, an array of numbers, or the list of values."""
     first = values[0]
+    if isinstance(first, Frames):
+        return stack_frames(values)
     if isinstance(first, np.ndarray) and all(
         isinstance(value, np.ndarray) and value.shape == first.shape and value.dtype == first.dtype
         for value in values
@@ -53,3 +57,17 @@ def stack(values: list[Any]) -> Any:
     if all(isinstance(value, Number | np.bool_) for value in values):
         return np.asarray(values)
     return values
+
+
+def stack_frames(clips: list[Frames]) -> np.ndarray | list[np.ndarray]:
+    """Clips as one ``[B, T, H, W, 3]`` array, each frame copied once; clips of other sizes as a list."""
+    first = clips[0].images[0]
+    if any(len(clip) != len(clips[0]) for clip in clips) or any(
+        image.shape != first.shape for clip in clips for image in clip.images
+    ):
+        return [clip.array() for clip in clips]
+    batch = np.empty((len(clips), len(clips[0]), *first.shape), dtype=first.dtype)
+    for row, clip in enumerate(clips):
+        for column, image in enumerate(clip.images):
+            batch[row, column] = image
+    return batch

@@ -3,7 +3,8 @@
 Wanted frames are visited in order. Before each, the reader seeks (to the keyframe at or
 before it) only when the container's index shows a keyframe past the last decoded frame,
 so close frames share one decode run and distant ones skip what lies between. Each kept
-frame is converted to RGB and scaled in one call to ffmpeg's swscale (PyAV's reformat).
+frame is converted to RGB and scaled in one call to ffmpeg's swscale (PyAV's reformat);
+cropping is a view, and the pixels are first copied when they are batched.
 """
 
 from __future__ import annotations
@@ -22,11 +23,36 @@ import numpy as np
 
 from v2d_core.errors import DecodeError
 
-# Seek this far before a frame: B-frame reordering puts a keyframe's dts before its pts.
+# Without an index, seek this far before a frame: B-frame reordering puts a keyframe's dts before its pts.
 SEEK_MARGIN_FRAMES = 3
 UNINDEXED_SEEK_SECONDS = 2.0  # without a keyframe index, seek only over gaps longer than this
+RETRY_SECONDS = 2.0  # a seek that landed past its frame is retried this much earlier
 
 IndexedFrame = tuple[int, av.VideoFrame]
+Crop = tuple[slice, slice]
+FULL_FRAME: Crop = (slice(None), slice(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """One clip's frames, each ``[H, W, 3]`` ``uint8``, as views of the decoder's RGB images.
+
+    Batching copies them once, straight into the batch array (:func:`Frames.array` for one clip).
+    """
+
+    images: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def array(self) -> np.ndarray:
+        """The clip as one ``[T, H, W, 3]`` array."""
+        return np.stack(self.images)
+
+    def padded(self, count: int) -> Frames:
+        """These frames followed by ``count`` black ones."""
+        black = np.zeros_like(self.images[0])
+        return Frames([*self.images, *([black] * count)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +82,9 @@ class VideoReader:
             raise DecodeError("the video stream has no frame rate")
         self._rate = Fraction(rate)
         self._time_base = self._stream.time_base or Fraction(1, av.time_base)
+        self._frames_per_tick = float(self._time_base * self._rate)
         self._start = self._stream.start_time or 0
-        self._keyframes = self._keyframe_indices()
+        self._keyframes, self._keyframe_times = self._keyframe_index()
         self.info = VideoInfo(
             frame_count=self._frame_count(),
             fps=float(self._rate),
@@ -66,42 +93,52 @@ class VideoReader:
         )
 
     def read(
-        self, indices: Sequence[int], size: tuple[int, int] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """RGB frames ``[len(indices), H, W, 3]`` (scaled to ``size`` = (H, W)) and their times in seconds."""
+        self, indices: Sequence[int], size: tuple[int, int] | None = None, crop: Crop = FULL_FRAME
+    ) -> tuple[Frames, np.ndarray]:
+        """RGB frames (scaled to ``size`` = (H, W), then cut to ``crop`` = (rows, columns)) in the order of
+        ``indices``, and their times in seconds."""
         found: dict[int, tuple[np.ndarray, float]] = {}
+        for target, frame in self._frames_at(sorted(set(indices))):
+            found[target] = (self._rgb(frame, size)[crop], self._seconds(frame))
+        frames = Frames([found[index][0] for index in indices])
+        return frames, np.array([found[index][1] for index in indices], dtype=np.float64)
+
+    def _frames_at(self, targets: Sequence[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Each target with its frame (the first at or after it), decoding forward and seeking ahead."""
         frames: Iterator[IndexedFrame] | None = None
         last = -1
-        for target in sorted(set(indices)):
+        for target in targets:
             if frames is None:
                 frames = self._from(target) if self._worth_seeking(-1, target) else self._decode()
             elif self._worth_seeking(last, target):
                 frames = self._from(target)
             for last, frame in frames:
                 if last >= target:
-                    found[target] = (self._rgb(frame, size), self._seconds(frame))
+                    yield target, frame
                     break
             else:
                 raise DecodeError(f"the video ends at frame {last + 1}; frame {target} was asked for")
-        pixels = np.stack([found[index][0] for index in indices])
-        return pixels, np.array([found[index][1] for index in indices], dtype=np.float64)
 
     def _decode(self) -> Iterator[IndexedFrame]:
         last = -1
         for frame in self._container.decode(self._stream):
-            last = self._index(frame) if frame.pts is not None else last + 1
+            last = self._to_index(frame.pts) if frame.pts is not None else last + 1
             yield last, frame
 
     def _from(self, target: int) -> Iterator[IndexedFrame]:
         """Frames from the keyframe at or before ``target``; seeks earlier if the first lands past it."""
-        for back in (SEEK_MARGIN_FRAMES, round(UNINDEXED_SEEK_SECONDS * self._rate), target):
-            position = max(target - back, 0)
-            self._container.seek(self._pts(position), stream=self._stream, backward=True)
+        earlier = (
+            self._pts(target - SEEK_MARGIN_FRAMES),
+            self._pts(target - round(RETRY_SECONDS * self._rate)),
+            self._start,
+        )
+        for timestamp in (self._keyframe_time(target), *earlier):
+            if timestamp is None:
+                continue
+            self._container.seek(timestamp, stream=self._stream, backward=True)
             frames = self._decode()
             first = next(frames, None)
-            if first is None:
-                break
-            if first[0] <= target or position == 0:
+            if first is not None and (first[0] <= target or timestamp <= self._start):
                 return itertools.chain([first], frames)
         raise DecodeError(f"seeking to frame {target} found no frame")
 
@@ -111,9 +148,16 @@ class VideoReader:
         keyframe = self._keyframes[max(bisect.bisect_right(self._keyframes, target) - 1, 0)]
         return keyframe > last + 1
 
-    def _keyframe_indices(self) -> list[int]:
-        entries = self._stream.index_entries
-        return sorted({self._to_index(entry.timestamp) for entry in entries if entry.is_keyframe})
+    def _keyframe_time(self, target: int) -> int | None:
+        """The index timestamp of the last keyframe at or before ``target`` (seeking to it lands on it)."""
+        if len(self._keyframes) < 2:
+            return None
+        return self._keyframe_times[max(bisect.bisect_right(self._keyframes, target) - 1, 0)]
+
+    def _keyframe_index(self) -> tuple[list[int], list[int]]:
+        """Keyframes from the container's index: their frame numbers and their index timestamps."""
+        times = sorted({entry.timestamp for entry in self._stream.index_entries if entry.is_keyframe})
+        return [self._to_index(timestamp) for timestamp in times], times
 
     def _frame_count(self) -> int:
         if self._stream.frames:
@@ -126,14 +170,11 @@ class VideoReader:
         self._container.seek(self._start, stream=self._stream, backward=True)
         return count
 
-    def _index(self, frame: av.VideoFrame) -> int:
-        return self._to_index(frame.pts or 0)
-
     def _to_index(self, pts: int) -> int:
-        return round((pts - self._start) * self._time_base * self._rate)
+        return round((pts - self._start) * self._frames_per_tick)
 
     def _pts(self, index: int) -> int:
-        return self._start + int(index / self._rate / self._time_base)
+        return self._start + int(max(index, 0) / self._frames_per_tick)
 
     def _seconds(self, frame: av.VideoFrame) -> float:
         return float(((frame.pts or 0) - self._start) * self._time_base)

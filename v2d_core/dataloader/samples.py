@@ -1,6 +1,7 @@
 """One webdataset sample (member bytes by extension) in, a training sample out.
 
-The video member becomes ``uint8`` RGB frames ``[T, H, W, 3]``; next to it, as in
+The video member becomes ``uint8`` RGB frames (:class:`Frames`, ``[T, H, W, 3]`` once
+batched); next to it, as in
 video2dataset 1.3.0: ``fps_id``, ``original_height``, ``original_width`` and ``pad_masks``
 (one value per frame), ``native_fps`` (the rate the frames are spaced at), ``start_frame``,
 ``video_bytes`` with ``return_bytes``, and ``frame_timestamps`` (seconds; NaN for padding).
@@ -87,15 +88,16 @@ class SampleDecoder:
                 args, frame_count=info.frame_count, fps=info.fps, scenes=self._scenes(sample, info), rng=rng
             )
             size = geometry.resized(info.height, info.width)
-            pixels, times = reader.read(plan.indices, None if size == (info.height, info.width) else size)
-        rows, columns = geometry.crop_box(size[0], size[1], rng)
-        pixels = np.ascontiguousarray(pixels[:, rows, columns])
+            crop = geometry.crop_box(size[0], size[1], rng)
+            frames, times = reader.read(
+                plan.indices, None if size == (info.height, info.width) else size, crop
+            )
         count = len(plan.indices) + plan.padding
         if plan.padding:
-            pixels = np.concatenate([pixels, np.zeros((plan.padding, *pixels.shape[1:]), pixels.dtype)])
+            frames = frames.padded(plan.padding)
             times = np.concatenate([times, np.full(plan.padding, np.nan)])
         fields: Sample = {
-            self.spec.video_key: pixels,
+            self.spec.video_key: frames,
             "fps_id": np.full(count, plan.fps_id, dtype=np.int64),
             self.spec.original_height_key: np.full(count, info.height, dtype=np.int64),
             self.spec.original_width_key: np.full(count, info.width, dtype=np.int64),
