@@ -17,9 +17,11 @@ same frames of the same tars, in the same process, with ``--threads`` decoder th
   to the window's first frame, decode forward and convert the window's frames with the same
   ``to_ndarray`` call (and the same crop).
 
-Reported per setting: medians over ``--rounds`` of frames/s for both sides and of the
-per-round ratio dataloader / PyAV (the order alternates between rounds), and the 1-minute
-load average.
+Reported per setting: medians over ``--rounds`` of frames per wall second and frames per
+CPU second (user + system time of this process) for both sides, of the per-round ratios
+dataloader / PyAV (the order alternates between rounds), and of the 1-minute load average.
+On a shared machine the CPU figures are the steadier ones: wall time includes waiting for
+a core.
 
     python benchmark/dataloader_throughput.py --videos 32 --rounds 5
 """
@@ -31,6 +33,7 @@ import csv
 import io
 import os
 import random
+import resource
 import statistics
 import tarfile
 import tempfile
@@ -103,7 +106,7 @@ def run_loader(
         frames += batch["mp4"].shape[0] * batch["mp4"].shape[1]
         for index, key in enumerate(batch["__key__"]):
             starts[key] = int(batch["start_frame"][index])
-            firsts[key] = batch["mp4"][index, 0]
+            firsts[key] = batch["mp4"][index, 0].copy()  # not a view: batches are freed as in training
     return frames, starts, firsts
 
 
@@ -121,7 +124,7 @@ def run_pyav(
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 window = pyav_window(data, starts[key], setting, threads)
                 frames += len(window)
-                firsts[key] = window[0]
+                firsts[key] = window[0].copy()
     return frames, firsts
 
 
@@ -151,31 +154,34 @@ def pyav_window(data: bytes, start: int, setting: Setting, threads: int) -> list
     raise RuntimeError(f"the video ended before frame {start + setting.n_frames}")
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process (decoder threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(tars: Path, setting: Setting, rounds: int, threads: int) -> dict[str, float]:
+    """Medians over ``rounds`` of frames per wall second and per CPU second, both sides, and their ratios."""
     _, starts, loader_firsts = run_loader(tars, setting, threads)
     _, pyav_firsts = run_pyav(tars, setting, starts, threads)
     assert all(np.array_equal(loader_firsts[key], pyav_firsts[key]) for key in starts), "frames differ"
-    loader_rates, pyav_rates, ratios, loads = [], [], [], []
+    figures: dict[str, list[float]] = {}
     for round_index in range(rounds):
-        timings = {}
         for side in ("loader", "pyav") if round_index % 2 == 0 else ("pyav", "loader"):
-            loads.append(os.getloadavg()[0])
-            started = time.perf_counter()
+            figures.setdefault("load", []).append(os.getloadavg()[0])
+            cpu, started = cpu_seconds(), time.perf_counter()
             if side == "loader":
                 frames, seen, _ = run_loader(tars, setting, threads)
                 assert seen == starts, "the loader drew other windows than in the warm-up"
             else:
                 frames, _ = run_pyav(tars, setting, starts, threads)
-            timings[side] = frames / (time.perf_counter() - started)
-        loader_rates.append(timings["loader"])
-        pyav_rates.append(timings["pyav"])
-        ratios.append(timings["loader"] / timings["pyav"])
-    return {
-        "loader": statistics.median(loader_rates),
-        "pyav": statistics.median(pyav_rates),
-        "ratio": statistics.median(ratios),
-        "load": statistics.median(loads),
-    }
+            figures.setdefault(f"{side} wall", []).append(frames / (time.perf_counter() - started))
+            figures.setdefault(f"{side} cpu", []).append(frames / (cpu_seconds() - cpu))
+        for kind in ("wall", "cpu"):
+            figures.setdefault(f"ratio {kind}", []).append(
+                figures[f"loader {kind}"][-1] / figures[f"pyav {kind}"][-1]
+            )
+    return {name: statistics.median(values) for name, values in figures.items()}
 
 
 def main() -> None:
@@ -190,15 +196,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="v2d-bench-loader-") as tmp:
         tars = build_dataset(Path(tmp), args.videos, args.unique)
         print(f"{args.videos} videos, {args.rounds} rounds, {args.threads} decoder threads per side")
-        print("| setting | dataloader frames/s | PyAV alone frames/s | ratio | load avg |")
-        print("| --- | --- | --- | --- | --- |")
+        print(
+            "| setting | dataloader frames/s | PyAV alone frames/s | ratio "
+            "| dataloader frames/CPU-s | PyAV alone frames/CPU-s | ratio | load avg |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for setting in (Setting(8, False), Setting(16, False), Setting(8, True), Setting(16, True)):
             result = measure(tars, setting, args.rounds, args.threads)
-            print(
-                f"| {setting.label} | {result['loader']:.0f} | {result['pyav']:.0f} "
-                f"| {result['ratio']:.2f} | {result['load']:.1f} |",
-                flush=True,
-            )
+            cells = [f"{result[name]:.0f}" for name in ("loader wall", "pyav wall")]
+            cells.append(f"{result['ratio wall']:.2f}")
+            cells += [f"{result[name]:.0f}" for name in ("loader cpu", "pyav cpu")]
+            cells += [f"{result['ratio cpu']:.2f}", f"{result['load']:.1f}"]
+            print(f"| {setting.label} | {' | '.join(cells)} |", flush=True)
 
 
 if __name__ == "__main__":
