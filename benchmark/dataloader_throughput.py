@@ -15,11 +15,14 @@ same frames of the same tars, in the same process, with ``--threads`` decoder th
   swscale, cropping, numpy batches;
 - PyAV alone: read each mp4 member from the tars with ``tarfile``, open it with PyAV, seek
   to the window's first frame, decode forward and convert the window's frames with the same
-  ``to_ndarray`` call (and the same crop).
+  ``to_ndarray`` call (and the same crop);
+- PyAV + batch: the same, and every 8 windows copied into one new ``[8, T, H, W, 3]`` array,
+  the batch the dataloader hands out (PyAV alone builds none).
 
 Reported per setting: medians over ``--rounds`` of frames per wall second and frames per
-CPU second (user + system time of this process) for both sides, of the per-round ratios
-dataloader / PyAV (the order alternates between rounds), and of the 1-minute load average.
+CPU second (user + system time of this process) of each side, of the per-round ratios
+dataloader / PyAV and dataloader / PyAV + batch (the order of the sides rotates between
+rounds), and of the 1-minute load average.
 On a shared machine the CPU figures are the steadier ones: wall time includes waiting for
 a core.
 
@@ -111,10 +114,14 @@ def run_loader(
 
 
 def run_pyav(
-    tars: Path, setting: Setting, starts: dict[str, int], threads: int
+    tars: Path, setting: Setting, starts: dict[str, int], threads: int, batch_size: int | None = None
 ) -> tuple[int, dict[str, np.ndarray]]:
-    """The same windows decoded by PyAV alone: seek to the first frame, decode forward, convert."""
-    frames, firsts = 0, {}
+    """The same windows decoded by PyAV alone: seek to the first frame, decode forward, convert.
+
+    With ``batch_size``, every ``batch_size`` windows are also copied into one ``[B, T, H, W, 3]``
+    array, the batch a training loop needs (what the dataloader hands out).
+    """
+    frames, firsts, pending = 0, {}, []
     for shard in sorted(tars.glob("*.tar")):
         with tarfile.open(shard) as tar:
             for member in tar:
@@ -125,7 +132,23 @@ def run_pyav(
                 window = pyav_window(data, starts[key], setting, threads)
                 frames += len(window)
                 firsts[key] = window[0].copy()
+                if batch_size:
+                    pending.append(window)
+                if batch_size and len(pending) == batch_size:
+                    batch_array(pending)
+                    pending = []
+    if pending:
+        batch_array(pending)
     return frames, firsts
+
+
+def batch_array(windows: list[list[np.ndarray]]) -> np.ndarray:
+    """Windows as one new batch array, each frame copied once."""
+    batch = np.empty((len(windows), len(windows[0]), *windows[0][0].shape), dtype=np.uint8)
+    for row, window in enumerate(windows):
+        for column, frame in enumerate(window):
+            batch[row, column] = frame
+    return batch
 
 
 def pyav_window(data: bytes, start: int, setting: Setting, threads: int) -> list[np.ndarray]:
@@ -160,27 +183,35 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+SIDES = ("loader", "pyav", "pyav+batch")
+
+
+def run_side(side: str, tars: Path, setting: Setting, starts: dict[str, int], threads: int) -> int:
+    if side == "loader":
+        frames, seen, _ = run_loader(tars, setting, threads)
+        assert seen == starts, "the loader drew other windows than in the warm-up"
+        return frames
+    return run_pyav(tars, setting, starts, threads, batch_size=8 if side == "pyav+batch" else None)[0]
+
+
 def measure(tars: Path, setting: Setting, rounds: int, threads: int) -> dict[str, float]:
-    """Medians over ``rounds`` of frames per wall second and per CPU second, both sides, and their ratios."""
+    """Medians over ``rounds`` of frames per wall second and per CPU second of each side, and ratios."""
     _, starts, loader_firsts = run_loader(tars, setting, threads)
     _, pyav_firsts = run_pyav(tars, setting, starts, threads)
     assert all(np.array_equal(loader_firsts[key], pyav_firsts[key]) for key in starts), "frames differ"
     figures: dict[str, list[float]] = {}
     for round_index in range(rounds):
-        for side in ("loader", "pyav") if round_index % 2 == 0 else ("pyav", "loader"):
+        shift = round_index % len(SIDES)
+        for side in SIDES[shift:] + SIDES[:shift]:
             figures.setdefault("load", []).append(os.getloadavg()[0])
             cpu, started = cpu_seconds(), time.perf_counter()
-            if side == "loader":
-                frames, seen, _ = run_loader(tars, setting, threads)
-                assert seen == starts, "the loader drew other windows than in the warm-up"
-            else:
-                frames, _ = run_pyav(tars, setting, starts, threads)
+            frames = run_side(side, tars, setting, starts, threads)
             figures.setdefault(f"{side} wall", []).append(frames / (time.perf_counter() - started))
             figures.setdefault(f"{side} cpu", []).append(frames / (cpu_seconds() - cpu))
         for kind in ("wall", "cpu"):
-            figures.setdefault(f"ratio {kind}", []).append(
-                figures[f"loader {kind}"][-1] / figures[f"pyav {kind}"][-1]
-            )
+            for baseline in SIDES[1:]:
+                ratio = figures[f"loader {kind}"][-1] / figures[f"{baseline} {kind}"][-1]
+                figures.setdefault(f"loader/{baseline} {kind}", []).append(ratio)
     return {name: statistics.median(values) for name, values in figures.items()}
 
 
@@ -197,17 +228,20 @@ def main() -> None:
         tars = build_dataset(Path(tmp), args.videos, args.unique)
         print(f"{args.videos} videos, {args.rounds} rounds, {args.threads} decoder threads per side")
         print(
-            "| setting | dataloader frames/s | PyAV alone frames/s | ratio "
-            "| dataloader frames/CPU-s | PyAV alone frames/CPU-s | ratio | load avg |"
+            "| setting | frames/s: dataloader / PyAV / PyAV+batch | frames per CPU-s: dataloader / PyAV "
+            "/ PyAV+batch | dataloader / PyAV (wall, CPU) | dataloader / PyAV+batch (wall, CPU) | load avg |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for setting in (Setting(8, False), Setting(16, False), Setting(8, True), Setting(16, True)):
             result = measure(tars, setting, args.rounds, args.threads)
-            cells = [f"{result[name]:.0f}" for name in ("loader wall", "pyav wall")]
-            cells.append(f"{result['ratio wall']:.2f}")
-            cells += [f"{result[name]:.0f}" for name in ("loader cpu", "pyav cpu")]
-            cells += [f"{result['ratio cpu']:.2f}", f"{result['load']:.1f}"]
-            print(f"| {setting.label} | {' | '.join(cells)} |", flush=True)
+            cells = [
+                " / ".join(f"{result[f'{side} {kind}']:.0f}" for side in SIDES) for kind in ("wall", "cpu")
+            ]
+            for baseline in SIDES[1:]:
+                cells.append(
+                    ", ".join(f"{result[f'loader/{baseline} {kind}']:.2f}" for kind in ("wall", "cpu"))
+                )
+            print(f"| {setting.label} | {' | '.join(cells)} | {result['load']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
