@@ -297,6 +297,7 @@ def test_without_decoder_arguments_samples_come_unbatched_with_their_bytes(datas
         ({"decoder_kwargs": {"fps": "fast"}}, "fps must be"),
         ({"resize_size": (10, 0)}, "resize_size must be"),
         ({"batch_size": 0}, "batch_size"),
+        ({"repeat": 0}, "repeat must be"),
         ({"urls": "/nonexistent/folder"}, "neither a tar shard nor a folder"),
     ],
 )

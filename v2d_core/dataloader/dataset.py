@@ -54,6 +54,8 @@ def get_video_dataset(
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(repeat, int) or not (repeat == -1 or repeat >= 1):
+        raise ConfigError(f"repeat must be a number of epochs >= 1, or -1 for forever, got {repeat!r}")
     decoder = DecoderArgs.from_kwargs(decoder_kwargs) if decoder_kwargs else None
     geometry = Geometry(
         resize_size=resize_size,
