@@ -13,9 +13,10 @@
     │   ├── TooLargeError          body over ``max_file_size``
     │   ├── NotMediaError          empty body, HTML page, unreadable container
     │   └── YtDlpError             yt-dlp's own error, message kept verbatim
-    └── SubsampleError       -> status "failed_to_subsample"
-        ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
-        └── SubsampleTimeoutError  a transform ran past its time limit
+    ├── SubsampleError       -> status "failed_to_subsample"
+    │   ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
+    │   └── SubsampleTimeoutError  a transform ran past its time limit
+    └── DecodeError          the dataloader cannot turn a dataset sample into frames
 
 Statuses are decided in :func:`status_for` and nowhere else.
 """
@@ -93,6 +94,10 @@ class FFmpegError(SubsampleError):
 
 class SubsampleTimeoutError(SubsampleError):
     """A transform ran past its time limit and was killed."""
+
+
+class DecodeError(V2DError):
+    """The dataloader cannot turn a dataset sample into frames (unreadable video, too few frames)."""
 
 
 def status_for(error: BaseException) -> Status:
