@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -54,5 +55,6 @@ def test_worked_dataset_then_the_dataloader_example(tmp_path: Path) -> None:
     assert "batch: mp4 (2, 8, 224, 224, 3) uint8" in printed
 
     loaded = run_example("dataloader.py", str(output / "downsample"), "--workers", "1")
-    assert "step 0: video (2, " in loaded and "224, 224)" in loaded
+    # [B, C, T, H, W] float tensors with torch, the loader's [B, T, H, W, C] uint8 arrays without
+    assert re.search(r"step 0: video \(2, (3, 8, 224, 224\) torch.float32|8, 224, 224, 3\) uint8)", loaded)
     assert "two scenes, video 0" in loaded
