@@ -18,7 +18,7 @@ from v2d_core.progress import Progress
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, process_shard
 from v2d_core.sharding import ShardSpec, plan_shards
-from v2d_core.writers.status import remove_temporaries
+from v2d_core.writers.commit import recover
 
 STATS_SUFFIX = "_stats.json"
 
@@ -81,12 +81,13 @@ def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = Fal
 
 
 def prepare_output(job: JobConfig) -> set[int]:
-    """Create or wipe the output folder; the ids of shards already done (their stats exist)."""
+    """Create or wipe the output folder, finish or clear what killed runs left in it; the ids of
+    shards already done (their stats exist). Call it only when no other run writes there."""
     fs, root = fsspec.core.url_to_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
-    remove_temporaries(job.output_folder)
+    recover(job.output_folder)
     done = set()
     for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
         name = path.rsplit("/", 1)[-1].removesuffix(STATS_SUFFIX)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from v2d_core.errors import describe, status_for
+from v2d_core.errors import describe, is_transient, status_for
 from v2d_core.fetch import FetchResult, make_fetcher
 from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.webdataset import read_tar_samples
@@ -24,7 +23,7 @@ from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
-from v2d_core.writers.status import TempOutputs
+from v2d_core.writers.commit import recover
 
 SampleCallback = Callable[[Sample], None]
 FetchOutcome = FetchResult | BaseException
@@ -72,7 +71,7 @@ class ShardResult:
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
-    """Fetch, transform and write every row of ``shard``; commit it atomically, stats last.
+    """Fetch, transform and write every row of ``shard``; commit it atomically with its stats.
 
     Every input row ends as exactly one status row; a bad url or a failing transform
     is a failed row, never an exception. ``on_sample`` sees each row's final sample
@@ -80,6 +79,7 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
     """
     result = ShardResult(shard_id=shard.shard_id)
     chain = build_subsamplers(job)
+    recover(job.output_folder, [job.shard_name(shard.shard_id)])  # what a killed run left of this shard
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
@@ -97,17 +97,9 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
                 cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
                 if on_sample is not None:
                     on_sample(outputs[0])
-    result.end_time = time.time()
-    write_stats(job, shard.shard_id, result)
+            result.end_time = time.time()
+            writer.add_stats(result.stats())
     return result
-
-
-def write_stats(job: JobConfig, shard_id: int, result: ShardResult) -> None:
-    """Write ``{shard}_stats.json`` under a temporary name, then rename: the shard's commit marker."""
-    outputs = TempOutputs(job.output_folder)
-    with outputs.fs.open(outputs.temp(f"{job.shard_name(shard_id)}_stats.json"), "w") as handle:
-        json.dump(result.stats(), handle, indent=4)
-    outputs.commit()
 
 
 def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
@@ -173,7 +165,7 @@ def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) 
 def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], workdir: Path) -> list[Sample]:
     """The samples to write for one row: its transforms' outputs, or one failed sample."""
     if isinstance(fetched, BaseException):
-        return [sample.failed(status_for(fetched), describe(fetched))]
+        return [sample.failed(status_for(fetched), describe(fetched), transient=is_transient(fetched))]
     sample.streams = dict(fetched.streams)
     sample.metadata.update(fetched.metadata)
     try:

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
-from v2d_core.run import prepare_output, run_shards
+from v2d_core.run import run_shards
 from v2d_core.shard import process_shard
 from v2d_core.sharding import ShardSpec
 from v2d_core.subsamplers import output_encode_formats
@@ -155,7 +155,6 @@ def run_stage(
     todo = [spec for partition, spec in specs.items() if partition not in finished]
     if finished:
         context.log.info(f"retry {context.retry_number}: {len(finished)} shard(s) already done in this run")
-    prepare_output(job)  # creates the folder; the job is always incremental, so nothing is deleted
     try:
         if len(todo) <= 1:  # one shard: in this process, no pool to start
             results, failures = [process_shard(spec, job) for spec in todo], {}
