@@ -23,7 +23,7 @@ from v2d_core.errors import ConfigError
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
 STAGES = ("download", "subset", "optical_flow")
-INCREMENTAL_MODES = ("incremental", "overwrite")
+INCREMENTAL_MODES = ("incremental", "overwrite", "retry_failed")
 DISTRIBUTORS = ("multiprocessing",)
 
 

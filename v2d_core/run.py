@@ -15,8 +15,9 @@ import fsspec
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import Progress
+from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
-from v2d_core.shard import ShardResult, process_shard
+from v2d_core.shard import ShardResult
 from v2d_core.sharding import ShardSpec, plan_shards
 from v2d_core.writers.commit import recover
 
@@ -44,20 +45,27 @@ class RunSummary:
 
 
 def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
-    """Process every shard of ``job`` that is not done yet; retry failing shards ``max_shard_retry`` times."""
+    """Process every shard of ``job`` that is not done yet; retry failing shards ``max_shard_retry`` times.
+
+    With ``incremental_mode="retry_failed"``, done shards with transient failures are retried too.
+    """
     done = prepare_output(job)
+    retried = transient_failures(job, done) if job.incremental_mode == "retry_failed" else {}
+    skip = done - set(retried)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
         if job.input_format == "webdataset":
-            specs = tar_shards(job.url_list, skip=done)
+            specs = tar_shards(job.url_list, skip=skip)
         else:
-            specs = list(plan_shards(job, shard_dir, skip=done))
+            specs = list(plan_shards(job, shard_dir, skip=skip))
+        # A retried shard fetches only its failed rows: that is what the progress bar counts.
+        specs = [dataclasses.replace(s, row_count=retried.get(s.shard_id, s.row_count)) for s in specs]
         summary = run_shards(specs, job, show_progress)
     finally:
         fs, path = fsspec.core.url_to_fs(shard_dir)
         if fs.exists(path):
             fs.rm(path, recursive=True)
-    summary.skipped_shards = sorted(done)
+    summary.skipped_shards = sorted(skip)
     return summary
 
 
@@ -135,7 +143,7 @@ def _process_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["v2d_core.shard"])
+    context.set_forkserver_preload(["v2d_core.retry"])
     return context
 
 
@@ -157,4 +165,4 @@ def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
         if _events is not None:
             _events.put((spec.shard_id, str(sample.status)))
 
-    return process_shard(spec, job, on_sample=report)
+    return process_or_retry(spec, job, on_sample=report)

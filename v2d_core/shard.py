@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
@@ -28,6 +29,10 @@ from v2d_core.writers.commit import recover
 SampleCallback = Callable[[Sample], None]
 FetchOutcome = FetchResult | BaseException
 SourceItem = tuple[Sample, FetchOutcome, Path]
+# tmp folder -> the input schema of a shard and its samples with their media
+Source = Callable[[str], tuple[pa.Schema, Iterator[SourceItem]]]
+# (writer, tmp folder) -> None: writes the samples kept from an earlier version of the shard
+Keeper = Callable[[ShardWriter, str], None]
 
 
 @dataclass(slots=True)
@@ -77,17 +82,33 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
     is a failed row, never an exception. ``on_sample`` sees each row's final sample
     (for progress bars).
     """
-    result = ShardResult(shard_id=shard.shard_id)
+    source = functools.partial(_open_source, shard, job)
+    return write_shard(ShardResult(shard_id=shard.shard_id), job, source, on_sample)
+
+
+def write_shard(
+    result: ShardResult,
+    job: JobConfig,
+    source: Source,
+    on_sample: SampleCallback | None = None,
+    keep: Keeper | None = None,
+) -> ShardResult:
+    """The one shard loop: write what ``keep`` keeps of an earlier version of the shard, then
+    transform, write and count into ``result`` every sample of ``source``; commit the shard
+    with its stats. What a killed run left of the shard is finished or cleared first.
+    """
     chain = build_subsamplers(job)
-    recover(job.output_folder, [job.shard_name(shard.shard_id)])  # what a killed run left of this shard
+    recover(job.output_folder, [job.shard_name(result.shard_id)])
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
         # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
     ):
-        schema, items = _open_source(shard, job, tmp)
-        with make_writer(job.output_format, _target(job, shard, schema)) as writer:
+        schema, items = source(tmp)
+        with make_writer(job.output_format, _target(job, result.shard_id, schema)) as writer:
+            if keep is not None:
+                keep(writer, tmp)
             for sample, fetched, workdir in items:
                 outputs = _finish(sample, fetched, chain, workdir)
                 if isinstance(fetched, FetchResult):
@@ -102,15 +123,19 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
     return result
 
 
+def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:
+    """``samples`` with their urls fetched under ``tmp`` on ``thread_count`` threads, as fetches finish."""
+    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
+    return _fetch_all(samples, fetcher, job.config.distribution.thread_count, tmp)
+
+
 def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
     """The shard's input schema and its samples with their media: fetched urls, or tar members."""
     if job.input_format == "webdataset":
         fields = [pa.field("url", pa.string())] + [pa.field("caption", pa.string())] * job.save_caption
         return pa.schema(fields), read_tar_samples(shard.input_path, tmp)
     table = read_shard_input(shard)
-    samples = list(_samples_from_rows(table, shard.shard_id, job))
-    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
-    return table.schema, _fetch_all(samples, fetcher, job.config.distribution.thread_count, tmp)
+    return table.schema, fetch_samples(list(_samples_from_rows(table, shard.shard_id, job)), job, tmp)
 
 
 def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterator[Sample]:
@@ -124,10 +149,10 @@ def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterat
         )
 
 
-def _target(job: JobConfig, shard: ShardSpec, schema: pa.Schema) -> ShardTarget:
+def _target(job: JobConfig, shard_id: int, schema: pa.Schema) -> ShardTarget:
     return ShardTarget(
         output_folder=job.output_folder,
-        shard_name=job.shard_name(shard.shard_id),
+        shard_name=job.shard_name(shard_id),
         encode_formats=output_encode_formats(job),
         save_caption=job.save_caption,
         input_schema=schema,

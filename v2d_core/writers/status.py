@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from v2d_core.errors import InputError
 from v2d_core.sample import Sample, Status
 from v2d_core.writers.base import ShardTarget, ShardWriter
 from v2d_core.writers.commit import TempOutputs
@@ -92,6 +93,7 @@ class ParquetRows:
         self, file: BinaryIO, schema: pa.Schema, max_rows: int = 1000, max_bytes: int = 64 << 20
     ) -> None:
         self._file = file
+        self.schema = schema
         self._writer = pq.ParquetWriter(file, schema)
         self._max_rows = max_rows
         self._max_bytes = max_bytes
@@ -145,6 +147,11 @@ class StatusWriter(ShardWriter):
         self._rows.append(self._row(sample))
 
     def keep(self, row: Mapping[str, Any], parts: Mapping[str, Path]) -> None:
+        if list(row) != self._rows.schema.names:
+            raise InputError(
+                f"sample {row.get('key')} was written with columns {list(row)}, these settings write "
+                f"{self._rows.schema.names}: keep the settings a shard was written with"
+            )
         if parts:
             self._add(str(row["key"]), parts)
         self._rows.append(dict(row))
