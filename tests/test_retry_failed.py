@@ -8,14 +8,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from tests.crash import check_dataset, cli_command, frozen, kill_when, run_env, start
 from tests.helpers import stats, write_csv
 from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
 from v2d_core.testing.server import MediaServer
+from v2d_dagster.factory import build_definitions
 
 FAST = {"processes_count": 2, "thread_count": 2, "show_progress": False, "timeout": 2, "retries": 0}
 
@@ -185,3 +188,77 @@ def test_a_kill_during_the_rewrite_leaves_the_old_or_the_new_shard(
         assert {name: now[1][name] for name in old[1]} == old[1]
     check_dataset(output, [row["key"] for row in old[0].values()], "webdataset")
     assert json.loads((output / "00000_stats.json").read_text())["count"] == 9
+
+
+def test_dagster_run_config_retry_failed_retries_a_written_partition(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    tag = uuid.uuid4().hex
+    urls = {
+        "good": media_server.url("files", f"video_0000.mp4?{tag}"),
+        "flaky": media_server.url("flaky/1", f"video_0001.mp4?{tag}"),
+        "gone": media_server.url("status/404", f"gone.mp4?{tag}"),
+    }
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    write_csv(folder / "clips.csv", [{"url": url, "caption": caption} for caption, url in urls.items()])
+    settings = {"output_format": "webdataset", "retries": 0, "thread_count": 2, "max_retries": 0}
+    spec = {"name": "clips", "url_list": "clips.csv", "input_format": "csv", "caption_col": "caption"}
+    spec["output_root"] = "out"
+    (folder / "clips.yaml").write_text(yaml.safe_dump({**spec, "stages": {"download": settings}}))
+    defs = build_definitions(str(folder))
+    download = dg.AssetKey(["clips", "download"])
+    retry = {"ops": {"clips__download": {"config": {"retry_failed": True}}}}
+    output = folder / "out" / "download"
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize(
+            list(defs.assets), selection=[dg.AssetKey(["clips", "shard_plan"])], instance=instance
+        ).success
+        assert dg.materialize(
+            list(defs.assets), selection=[download], partition_key="00000", instance=instance
+        ).success
+        assert rows_by_caption(output)["flaky"]["error_transient"] is True
+        result = dg.materialize(
+            list(defs.assets),
+            selection=[download],
+            partition_key="00000",
+            instance=instance,
+            run_config=retry,
+        )
+    assert result.success
+    rows = rows_by_caption(output)
+    assert (rows["good"]["status"], rows["flaky"]["status"], rows["gone"]["status"]) == (
+        "success",
+        "success",
+        "failed_to_download",
+    )
+    assert [media_server.hits(urls[c]) for c in ("good", "flaky", "gone")] == [1, 2, 1]
+    (materialization,) = [
+        e.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+    ]
+    assert materialization.metadata["successes"].value == 2
+
+
+def test_yt_dlp_failures_are_transient_by_yt_dlp_exception_type(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    tag = uuid.uuid4().hex
+    urls = {
+        "busy": media_server.url("status/503", f"watch?{tag}"),
+        "throttled": media_server.url("status/429", f"watch?{tag}"),
+        "gone": media_server.url("status/404", f"watch?{tag}"),
+        "no video": media_server.url("page", f"watch?{tag}"),
+    }
+    source = write_csv(tmp_path / "pages.csv", [{"url": url, "caption": c} for c, url in urls.items()])
+    output = tmp_path / "out"
+    video2dataset(
+        url_list=str(source), input_format="csv", caption_col="caption", output_folder=str(output), **FAST
+    )
+    rows = rows_by_caption(output)
+    assert {caption: row["error_transient"] for caption, row in rows.items()} == {
+        "busy": True,
+        "throttled": True,
+        "gone": False,
+        "no video": False,
+    }
+    assert all(row["status"] == "failed_to_download" for row in rows.values())

@@ -12,7 +12,7 @@
     │   ├── ConnectionLostError    reset or closed mid-body (transient)
     │   ├── TooLargeError          body over ``max_file_size``
     │   ├── NotMediaError          empty body, HTML page, unreadable container
-    │   └── YtDlpError             yt-dlp's own error, message kept verbatim
+    │   └── YtDlpError             yt-dlp's own error, message kept verbatim (transient: network)
     └── SubsampleError       -> status "failed_to_subsample"
         ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
         └── SubsampleTimeoutError  a transform ran past its time limit
@@ -82,7 +82,12 @@ class NotMediaError(FetchError):
 
 
 class YtDlpError(FetchError):
-    """yt-dlp reported an error; its message is kept as is."""
+    """yt-dlp reported an error; its message is kept as is. ``transient`` when what yt-dlp met was a
+    timeout, a lost connection, or an HTTP 5xx or 429 (decided from yt-dlp's own exception types)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SubsampleError(V2DError):
