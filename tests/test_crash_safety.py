@@ -154,6 +154,7 @@ def test_cli_killed_at_random_points_resumes_without_loss(
         "--processes_count=2",
         "--thread_count=2",
         "--show_progress=False",
+        f"--tmp_dir={tmp_path / 'work'}",
     )
     rng = random.Random(seed)
     outcome = Outcome("cli", seed, [kill_point(rng, seed, index) for index in range(KILLS_PER_SEED)])
@@ -167,6 +168,7 @@ def test_cli_killed_at_random_points_resumes_without_loss(
     report(outcome, rows, [f"c{i}" for i in range(ROWS)])
     check_dataset(output, ALL_KEYS, "webdataset")
     assert all(row["status"] == "success" for row in rows), [row["error_message"] for row in rows]
+    assert list((tmp_path / "work").iterdir()) == []  # work folders of killed runs are gone too
 
 
 def test_cli_interrupted_with_ctrl_c_keeps_finished_shards(tmp_path: Path, media_server: MediaServer) -> None:
@@ -179,6 +181,7 @@ def test_cli_interrupted_with_ctrl_c_keeps_finished_shards(tmp_path: Path, media
         f"--number_sample_per_shard={PER_SHARD}",
         "--processes_count=2",
         "--thread_count=2",
+        f"--tmp_dir={tmp_path / 'work'}",
     )
     process = start(command, run_env(), tmp_path / "log")
     deadline = time.monotonic() + 120
@@ -189,16 +192,16 @@ def test_cli_interrupted_with_ctrl_c_keeps_finished_shards(tmp_path: Path, media
     assert process.wait(timeout=60) == 130
     assert "run the same command to resume" in (tmp_path / "log").read_text()
     check_finished_shards(output, "webdataset")
-    assert [p.name for p in output.iterdir() if p.name.startswith(".")] == []  # cleaned on the way out
     run_to_end(command, run_env())
     check_dataset(output, ALL_KEYS, "webdataset")
 
 
-def dagster_dataset(folder: Path, server: MediaServer) -> Path:
+def dagster_dataset(folder: Path, server: MediaServer, work: Path) -> Path:
     """Dataset ``crash``: 12 rows in 4 shards, webdataset output, an ffmpeg resize per video."""
     folder.mkdir()
     input_rows(folder, server)
     settings = {
+        "tmp_dir": str(work),
         "output_format": "webdataset",
         "config": RESIZE,
         "number_sample_per_shard": PER_SHARD,
@@ -222,7 +225,7 @@ def test_dagster_run_killed_at_each_point_resumes_without_loss(
     tmp_path: Path, media_server: MediaServer, seed: int
 ) -> None:
     """One partition's run killed at a fetch, an ffmpeg and a commit, each resumed by a new run."""
-    datasets = dagster_dataset(tmp_path / "datasets", media_server)
+    datasets = dagster_dataset(tmp_path / "datasets", media_server, tmp_path / "work")
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
@@ -247,5 +250,6 @@ def test_dagster_run_killed_at_each_point_resumes_without_loss(
     assert sorted(row["key"] for row in rows) == [f"{partition}{r}" for r in range(PER_SHARD)]
     assert all(row["status"] == "success" for row in rows)
     assert [p.name for p in output.iterdir() if p.name.startswith(".")] == []
+    assert list((tmp_path / "work").iterdir()) == []
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert set(instance.get_materialized_partitions(dg.AssetKey(["crash", "download"]))) == {partition}

@@ -17,7 +17,7 @@ from v2d_core.job import JobConfig
 from v2d_core.progress import Progress
 from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
-from v2d_core.shard import ShardResult
+from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
 from v2d_core.writers.commit import recover
 
@@ -96,6 +96,7 @@ def prepare_output(job: JobConfig) -> set[int]:
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
     recover(job.output_folder)
+    clear_work_folders(job)
     done = set()
     for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
         name = path.rsplit("/", 1)[-1].removesuffix(STATS_SUFFIX)

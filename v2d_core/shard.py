@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import shutil
 import tempfile
 import time
@@ -99,9 +100,10 @@ def write_shard(
     """
     chain = build_subsamplers(job)
     recover(job.output_folder, [job.shard_name(result.shard_id)])
+    clear_work_folders(job, result.shard_id)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
+        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=_work_prefix(job, result.shard_id)) as tmp,
         # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
     ):
@@ -121,6 +123,19 @@ def write_shard(
             result.end_time = time.time()
             writer.add_stats(result.stats())
     return result
+
+
+def clear_work_folders(job: JobConfig, shard_id: int | None = None) -> None:
+    """Delete the work folders killed runs left in ``tmp_dir`` for the job's output folder (or one
+    shard of it). Call it only when no run works on them."""
+    for stale in Path(job.tmp_dir).glob(f"{_work_prefix(job, shard_id)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
+    """Work folders are named by output folder and shard, so a later run can find what a killed one left."""
+    folder = f"v2d-{hashlib.sha1(job.output_folder.encode()).hexdigest()[:10]}-"
+    return folder if shard_id is None else f"{folder}{job.shard_name(shard_id)}-"
 
 
 def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:
