@@ -31,6 +31,7 @@ from v2d_core.sample import Sample, Status
 from v2d_core.shard import SampleCallback, ShardResult, SourceItem, fetch_samples, process_shard, write_shard
 from v2d_core.sharding import ShardSpec
 from v2d_core.writers import ShardWriter
+from v2d_core.writers.commit import recover
 
 TRANSIENT_COLUMN = "error_transient"
 Parts = dict[str, Path]
@@ -38,6 +39,7 @@ Parts = dict[str, Path]
 
 def process_or_retry(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
     """``process_shard``; with ``incremental_mode="retry_failed"``, a finished shard is only retried."""
+    recover(job.output_folder, [job.shard_name(spec.shard_id)])  # a commit a killed run left half done
     if job.incremental_mode == "retry_failed" and _exists(job, f"{job.shard_name(spec.shard_id)}_stats.json"):
         return retry_shard(spec.shard_id, job, on_sample)
     return process_shard(spec, job, on_sample)
@@ -117,7 +119,7 @@ def _keep_rows(job: JobConfig, name: str, status: pa.Table, writer: ShardWriter,
                 part.unlink()
     fs, path = fsspec.core.url_to_fs(_path(job, f"{name}.parquet"))
     with fs.open(path, "rb") as handle:  # all columns: the parquet format's media too
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=64):
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=16):
             for row in batch.to_pylist():
                 if not row[TRANSIENT_COLUMN] and row["key"] not in kept:
                     writer.keep(row, {})
