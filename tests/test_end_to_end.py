@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -136,72 +133,6 @@ def test_incremental_skips_done_shards_and_overwrite_redoes_them(
     assert {name: s["start_time"] for name, s in stats(output).items()} == first
     video2dataset(**args, incremental_mode="overwrite")
     assert all(s["start_time"] > first[name] for name, s in stats(output).items())
-
-
-def _start_cli(url_list: Path, output: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "v2d_core.cli",
-            f"--url_list={url_list}",
-            f"--output_folder={output}",
-            "--output_format=webdataset",
-            "--number_sample_per_shard=2",
-            "--processes_count=2",
-            "--thread_count=2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait_for_stats(output: Path, count: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while len(list(output.glob("*_stats.json"))) < count:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        assert time.monotonic() < deadline, "no shard finished in time"
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGINT])
-def test_resume_after_kill_gives_every_row_exactly_once(
-    tmp_path: Path, media_server: MediaServer, kill_signal: signal.Signals
-) -> None:
-    urls = [media_server.url("delay/0.3", f"video_000{i % 4}.mp4") for i in range(16)]
-    url_list = tmp_path / "urls.txt"
-    url_list.write_text("\n".join(urls) + "\n")
-    output = tmp_path / "out"
-    process = _start_cli(url_list, output)
-    _wait_for_stats(output, 1, process)
-    os.killpg(process.pid, kill_signal)
-    process.communicate(timeout=60)
-    if kill_signal == signal.SIGINT:
-        assert process.returncode == 130
-    finished = set(stats(output))
-    assert 1 <= len(finished) < 8
-    # A shard is done when its stats exist (written last); a tar without stats is redone on resume.
-    for name in finished:
-        with tarfile.open(output / f"{name}.tar") as tar:
-            assert len(tar.getnames()) == 4
-    resumed = run_cli(
-        f"--url_list={url_list}",
-        f"--output_folder={output}",
-        "--output_format=webdataset",
-        "--number_sample_per_shard=2",
-        "--processes_count=2",
-        "--thread_count=2",
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    keys = [row["key"] for row in status_rows(output)]
-    assert sorted(keys) == sorted(f"{s:05d}{r}" for s in range(8) for r in range(2))
-    assert all(row["status"] == "success" for row in status_rows(output))
-    for tar_path in sorted(output.glob("[0-9]*.tar")):
-        with tarfile.open(tar_path) as tar:
-            assert len(tar.getnames()) == 4
-    assert [p.name for p in output.iterdir() if p.name.startswith(".")] == []
 
 
 def test_bad_config_and_missing_column_are_clear_errors(tmp_path: Path, media_server: MediaServer) -> None:

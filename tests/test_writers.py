@@ -34,7 +34,10 @@ INPUT_SCHEMA = pa.schema(
         ("score", pa.float64()),
     ]
 )
-STATUS_COLUMNS = ["url", "caption", "clips", "score", "key", "status", "error_message", "metadata"]
+STATUS_COLUMNS = [
+    *("url", "caption", "clips", "score"),
+    *("key", "status", "error_message", "metadata", "error_transient"),
+]
 METADATA_JSON = {  # each sample's metadata as json must read back
     "00042000": {"frames": [0, 1, 2], "source": "x/y", "fps": 25.0},
     "00042003": {"probe": {"codec": "h264"}},

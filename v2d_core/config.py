@@ -23,7 +23,7 @@ from v2d_core.errors import ConfigError
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
 STAGES = ("download", "subset", "optical_flow")
-INCREMENTAL_MODES = ("incremental", "overwrite")
+INCREMENTAL_MODES = ("incremental", "overwrite", "retry_failed")
 DISTRIBUTORS = ("multiprocessing", "pyspark")
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest video frame (width x height) v2d decodes: 8K UHD either way up passes, a decompression bomb not."""

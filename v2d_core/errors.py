@@ -7,18 +7,20 @@
     ├── InputError           unreadable url list, missing column
     ├── FetchError           -> status "failed_to_download"
     │   ├── UnsupportedUrlError    not http(s), or no url at all
-    │   ├── HTTPStatusError        4xx / 5xx after retries
-    │   ├── FetchTimeoutError      connect/read timeout or stalled body
-    │   ├── ConnectionLostError    reset or closed mid-body
+    │   ├── HTTPStatusError        4xx / 5xx after retries (transient: 5xx, 429)
+    │   ├── FetchTimeoutError      connect/read timeout or stalled body (transient)
+    │   ├── ConnectionLostError    reset or closed mid-body (transient)
     │   ├── TooLargeError          body over ``max_file_size``
     │   ├── NotMediaError          empty body, HTML page, unreadable container
-    │   └── YtDlpError             yt-dlp's own error, message kept verbatim
+    │   └── YtDlpError             yt-dlp's own error, message kept verbatim (transient: network)
     ├── SubsampleError       -> status "failed_to_subsample"
     │   ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
     │   └── SubsampleTimeoutError  a transform ran past its time limit
     └── DecodeError          the dataloader cannot turn a dataset sample into frames
 
-Statuses are decided in :func:`status_for` and nowhere else.
+Statuses are decided in :func:`status_for` and nowhere else; whether a failure is
+transient (may go away on a later try, so ``incremental_mode="retry_failed"`` fetches
+the row again) in :func:`is_transient`, from the error's class.
 """
 
 from __future__ import annotations
@@ -81,7 +83,12 @@ class NotMediaError(FetchError):
 
 
 class YtDlpError(FetchError):
-    """yt-dlp reported an error; its message is kept as is."""
+    """yt-dlp reported an error; its message is kept as is. ``transient`` when what yt-dlp met was a
+    timeout, a lost connection, or an HTTP 5xx or 429 (decided from yt-dlp's own exception types)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SubsampleError(V2DError):
@@ -105,6 +112,11 @@ def status_for(error: BaseException) -> Status:
     if isinstance(error, SubsampleError):
         return Status.FAILED_TO_SUBSAMPLE
     return Status.FAILED_TO_DOWNLOAD
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a sample that failed with ``error`` may succeed when fetched again (timeouts, 5xx, resets)."""
+    return isinstance(error, FetchError) and error.transient
 
 
 def describe(error: BaseException) -> str:

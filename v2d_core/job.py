@@ -10,6 +10,7 @@ from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, ST
 from v2d_core.errors import ConfigError
 
 MODALITIES = ("video", "audio", "optical_flow")
+RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +46,23 @@ class JobConfig:
             raise ConfigError(f"encode_formats has unknown modality {unknown}; use {', '.join(MODALITIES)}")
         if self.max_shard_retry < 0:
             raise ConfigError(f"max_shard_retry must be >= 0, got {self.max_shard_retry}")
+        self._check_retry_failed()
         reprocessing = self.stage in ("subset", "optical_flow")
         if reprocessing != (self.input_format == "webdataset"):
             raise ConfigError(
                 f"stage {self.stage!r} with input_format {self.input_format!r}: the subset and optical_flow "
                 "stages read webdataset tars (input_format='webdataset'), the download stage reads url lists"
+            )
+
+    def _check_retry_failed(self) -> None:
+        if self.incremental_mode != "retry_failed":
+            return
+        if self.input_format == "webdataset":
+            raise ConfigError("incremental_mode 'retry_failed' fetches urls again: give a url list, not tars")
+        if self.output_format not in RETRY_OUTPUT_FORMATS:
+            raise ConfigError(
+                f"incremental_mode 'retry_failed' rewrites shards in place; output_format "
+                f"{self.output_format!r} is not supported, use one of {', '.join(RETRY_OUTPUT_FORMATS)}"
             )
 
     @property

@@ -17,10 +17,11 @@ import fsspec
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
+from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
-from v2d_core.shard import ShardResult, process_shard
+from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
-from v2d_core.writers.status import remove_temporaries
+from v2d_core.writers.commit import recover
 
 STATS_SUFFIX = "_stats.json"
 
@@ -55,23 +56,28 @@ def run_job(
 ) -> RunSummary:
     """Process every shard of ``job`` that is not done yet; retry failing shards ``max_shard_retry`` times.
 
+    With ``incremental_mode="retry_failed"``, done shards with transient failures are retried too.
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
     started = time.monotonic()
     run = shard_runner(job.config.distribution.distributor)
     done = prepare_output(job)
+    retried = transient_failures(job, done) if job.incremental_mode == "retry_failed" else {}
+    skip = done - set(retried)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
         if job.input_format == "webdataset":
-            specs = tar_shards(job.url_list, skip=done)
+            specs = tar_shards(job.url_list, skip=skip)
         else:
-            specs = list(plan_shards(job, shard_dir, skip=done))
+            specs = list(plan_shards(job, shard_dir, skip=skip))
+        # A retried shard fetches only its failed rows: that is what the progress bar counts.
+        specs = [dataclasses.replace(s, row_count=retried.get(s.shard_id, s.row_count)) for s in specs]
         summary = run(specs, job, show_progress, observer)
     finally:
         fs, path = fsspec.core.url_to_fs(shard_dir)
         if fs.exists(path):
             fs.rm(path, recursive=True)
-    summary.skipped_shards = sorted(done)
+    summary.skipped_shards = sorted(skip)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -114,12 +120,14 @@ def portable_job(job: JobConfig) -> JobConfig:
 
 
 def prepare_output(job: JobConfig) -> set[int]:
-    """Create or wipe the output folder; the ids of shards already done (their stats exist)."""
+    """Create or wipe the output folder, finish or clear what killed runs left in it; the ids of
+    shards already done (their stats exist). Call it only when no other run writes there."""
     fs, root = fsspec.core.url_to_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
-    remove_temporaries(job.output_folder)
+    recover(job.output_folder)
+    clear_work_folders(job)
     done = set()
     for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
         name = path.rsplit("/", 1)[-1].removesuffix(STATS_SUFFIX)
@@ -168,7 +176,7 @@ def _process_context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     # pyarrow imports pandas on a shard's first parquet write: once here, not once per worker.
-    context.set_forkserver_preload(["v2d_core.shard", "pandas"])
+    context.set_forkserver_preload(["v2d_core.retry", "pandas"])
     return context
 
 
@@ -190,7 +198,7 @@ def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
         if _events is not None:
             _events.put(SampleEvent.of(spec.shard_id, sample, downloaded))
 
-    result = process_shard(spec, job, on_sample=report)
+    result = process_or_retry(spec, job, on_sample=report)
     if _events is not None:
         _events.put(ShardEvent(spec.shard_id))
     return result

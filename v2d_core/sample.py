@@ -24,6 +24,8 @@ class Sample:
     under the extension ``encode_formats`` gives for that modality. ``extra`` holds the
     additional input columns (and ``clips`` when a clip column was given); ``metadata``
     holds what the pipeline learned (yt-dlp info, probe results, clip span...).
+    ``error_transient`` tells of a failed sample whether its failure may go away on a
+    later try (:func:`v2d_core.errors.is_transient`).
     """
 
     key: str
@@ -34,6 +36,7 @@ class Sample:
     metadata: dict[str, Any] = field(default_factory=dict)
     status: Status = Status.SUCCESS
     error_message: str | None = None
+    error_transient: bool = False
 
     def record(self) -> dict[str, Any]:
         """The sample's json / parquet row: identity, input columns, status, metadata."""
@@ -46,7 +49,7 @@ class Sample:
         row.update(self.metadata)
         return row
 
-    def failed(self, status: Status, message: str) -> Sample:
+    def failed(self, status: Status, message: str, *, transient: bool = False) -> Sample:
         """This sample marked failed, without media."""
         return Sample(
             key=self.key,
@@ -56,4 +59,5 @@ class Sample:
             metadata=self.metadata,
             status=status,
             error_message=message,
+            error_transient=transient,
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import functools
+import hashlib
 import shutil
 import tempfile
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from v2d_core.errors import describe, status_for
+from v2d_core.errors import describe, is_transient, status_for
 from v2d_core.fetch import FetchResult, make_fetcher
 from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.webdataset import read_tar_samples
@@ -24,11 +25,15 @@ from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
-from v2d_core.writers.status import TempOutputs
+from v2d_core.writers.commit import recover
 
 SampleCallback = Callable[[Sample, int], None]
 FetchOutcome = FetchResult | BaseException
 SourceItem = tuple[Sample, FetchOutcome, Path]
+# tmp folder -> the input schema of a shard and its samples with their media
+Source = Callable[[str], tuple[pa.Schema, Iterator[SourceItem]]]
+# (writer, tmp folder) -> None: writes the samples kept from an earlier version of the shard
+Keeper = Callable[[ShardWriter, str], None]
 
 
 @dataclass(slots=True)
@@ -72,22 +77,40 @@ class ShardResult:
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
-    """Fetch, transform and write every row of ``shard``; commit it atomically, stats last.
+    """Fetch, transform and write every row of ``shard``; commit it atomically with its stats.
 
     Every input row ends as exactly one status row; a bad url or a failing transform
     is a failed row, never an exception. ``on_sample`` sees each row's final sample
     and the bytes fetched for it (for progress bars).
     """
-    result = ShardResult(shard_id=shard.shard_id)
+    source = functools.partial(_open_source, shard, job)
+    return write_shard(ShardResult(shard_id=shard.shard_id), job, source, on_sample)
+
+
+def write_shard(
+    result: ShardResult,
+    job: JobConfig,
+    source: Source,
+    on_sample: SampleCallback | None = None,
+    keep: Keeper | None = None,
+) -> ShardResult:
+    """The one shard loop: write what ``keep`` keeps of an earlier version of the shard, then
+    transform, write and count into ``result`` every sample of ``source``; commit the shard
+    with its stats. What a killed run left of the shard is finished or cleared first.
+    """
     chain = build_subsamplers(job)
+    recover(job.output_folder, [job.shard_name(result.shard_id)])
+    clear_work_folders(job, result.shard_id)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix="v2d-shard-") as tmp,
+        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=_work_prefix(job, result.shard_id)) as tmp,
         # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
     ):
-        schema, items = _open_source(shard, job, tmp)
-        with make_writer(job.output_format, _target(job, shard, schema)) as writer:
+        schema, items = source(tmp)
+        with make_writer(job.output_format, _target(job, result.shard_id, schema)) as writer:
+            if keep is not None:
+                keep(writer, tmp)
             for sample, fetched, workdir in items:
                 outputs = _finish(sample, fetched, chain, workdir)
                 downloaded = fetched.bytes_downloaded if isinstance(fetched, FetchResult) else 0
@@ -97,17 +120,28 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
                 cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
                 if on_sample is not None:
                     on_sample(outputs[0], downloaded)
-    result.end_time = time.time()
-    write_stats(job, shard.shard_id, result)
+            result.end_time = time.time()
+            writer.add_stats(result.stats())
     return result
 
 
-def write_stats(job: JobConfig, shard_id: int, result: ShardResult) -> None:
-    """Write ``{shard}_stats.json`` under a temporary name, then rename: the shard's commit marker."""
-    outputs = TempOutputs(job.output_folder)
-    with outputs.fs.open(outputs.temp(f"{job.shard_name(shard_id)}_stats.json"), "w") as handle:
-        json.dump(result.stats(), handle, indent=4)
-    outputs.commit()
+def clear_work_folders(job: JobConfig, shard_id: int | None = None) -> None:
+    """Delete the work folders killed runs left in ``tmp_dir`` for the job's output folder (or one
+    shard of it). Call it only when no run works on them."""
+    for stale in Path(job.tmp_dir).glob(f"{_work_prefix(job, shard_id)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
+    """Work folders are named by output folder and shard, so a later run can find what a killed one left."""
+    folder = f"v2d-{hashlib.sha1(job.output_folder.encode()).hexdigest()[:10]}-"
+    return folder if shard_id is None else f"{folder}{job.shard_name(shard_id)}-"
+
+
+def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:
+    """``samples`` with their urls fetched under ``tmp`` on ``thread_count`` threads, as fetches finish."""
+    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
+    return _fetch_all(samples, fetcher, job.config.distribution.thread_count, tmp)
 
 
 def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
@@ -116,9 +150,7 @@ def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema,
         fields = [pa.field("url", pa.string())] + [pa.field("caption", pa.string())] * job.save_caption
         return pa.schema(fields), read_tar_samples(shard.input_path, tmp)
     table = read_shard_input(shard)
-    samples = list(_samples_from_rows(table, shard.shard_id, job))
-    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
-    return table.schema, _fetch_all(samples, fetcher, job.config.distribution.thread_count, tmp)
+    return table.schema, fetch_samples(list(_samples_from_rows(table, shard.shard_id, job)), job, tmp)
 
 
 def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterator[Sample]:
@@ -132,10 +164,10 @@ def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterat
         )
 
 
-def _target(job: JobConfig, shard: ShardSpec, schema: pa.Schema) -> ShardTarget:
+def _target(job: JobConfig, shard_id: int, schema: pa.Schema) -> ShardTarget:
     return ShardTarget(
         output_folder=job.output_folder,
-        shard_name=job.shard_name(shard.shard_id),
+        shard_name=job.shard_name(shard_id),
         encode_formats=output_encode_formats(job),
         save_caption=job.save_caption,
         input_schema=schema,
@@ -176,7 +208,7 @@ def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) 
 def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], workdir: Path) -> list[Sample]:
     """The samples to write for one row: its transforms' outputs, or one failed sample."""
     if isinstance(fetched, BaseException):
-        return [sample.failed(status_for(fetched), describe(fetched))]
+        return [sample.failed(status_for(fetched), describe(fetched), transient=is_transient(fetched))]
     sample.streams = dict(fetched.streams)
     sample.metadata.update(fetched.metadata)
     try:

@@ -3,8 +3,9 @@
 Shards run on the active SparkSession (a cluster you operate) or, when there is none, on
 a local session of ``processes_count`` cores that v2d starts and stops; ``distributor_args``
 are Spark settings for that session (e.g. ``spark.master``, ``spark.executor.memory``).
-Every task calls :func:`process_shard`, so executors must reach ``output_folder`` (a shared
-filesystem or object storage): the shards' inputs are written under it.
+Every task calls the local runner's shard function (``process_or_retry``), so executors must
+reach ``output_folder`` (a shared filesystem or object storage): the shards' inputs are
+written under it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 from v2d_core.errors import ConfigError
 from v2d_core.job import JobConfig
 from v2d_core.progress import FiguresObserver, Progress
+from v2d_core.retry import process_or_retry
 from v2d_core.run import RunSummary, portable_job
-from v2d_core.shard import ShardResult, process_shard
+from v2d_core.shard import ShardResult
 from v2d_core.sharding import ShardSpec
 
 try:
@@ -115,6 +117,6 @@ def _run_subjob(spark: SparkSession, batch: list[ShardSpec], job: JobConfig) -> 
 def _run_task(spec: ShardSpec, job: JobConfig) -> TaskOutcome:
     """One shard on an executor; an exception is returned, so the job's other tasks still count."""
     try:
-        return spec.shard_id, process_shard(spec, job)
+        return spec.shard_id, process_or_retry(spec, job)
     except Exception as error:
         return spec.shard_id, f"{type(error).__name__}: {error}"

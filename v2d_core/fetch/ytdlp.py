@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yt_dlp
+import yt_dlp.networking.exceptions
 import yt_dlp.utils
 
 from v2d_core.config import ReadingConfig, YtArgs
@@ -111,10 +112,11 @@ class YtDlpFetcher(Fetcher):
                 info = _single_entry(ydl.extract_info(url, download=True))
                 return info, self._metadata(ydl, info)
         except yt_dlp.utils.YoutubeDLError as error:
-            _close_responses(error)
-            message = _clean_message(error)
+            causes = _causes(error)
+            _close_responses(causes)
+            message, transient = _clean_message(error), any(map(_is_transient, causes))
         # Raised outside the except block so that no context keeps yt-dlp's objects alive.
-        raise YtDlpError(message)
+        raise YtDlpError(message, transient=transient)
 
     def _params(self, folder: Path) -> dict[str, Any]:
         yt_args = self._reading.yt_args
@@ -178,21 +180,36 @@ def _clean_message(error: BaseException) -> str:
     return ANSI_ESCAPE.sub("", str(error)).strip() or type(error).__name__
 
 
-def _close_responses(error: BaseException) -> None:
-    """Close HTTP responses a yt-dlp error holds (an unread 404 page keeps its socket open until GC)."""
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception it wraps (yt-dlp's ``exc_info`` and ``cause``, chained ones)."""
     pending: list[object] = [error]
-    seen: set[int] = set()
+    found: dict[int, BaseException] = {}
     while pending:
         current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in found:
             continue
-        seen.add(id(current))
-        close = getattr(getattr(current, "response", None), "close", None)
-        if callable(close):
-            close()
+        found[id(current)] = current
         exc_info = getattr(current, "exc_info", None)
         pending.append(exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None)
         pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    return list(found.values())
+
+
+def _close_responses(causes: list[BaseException]) -> None:
+    """Close HTTP responses a yt-dlp error holds (an unread 404 page keeps its socket open until GC)."""
+    for cause in causes:
+        close = getattr(getattr(cause, "response", None), "close", None)
+        if callable(close):
+            close()
+
+
+def _is_transient(cause: BaseException) -> bool:
+    """A network failure that may go away: a timeout or lost connection, an HTTP 5xx or 429."""
+    if isinstance(cause, yt_dlp.networking.exceptions.HTTPError):
+        return cause.status >= 500 or cause.status == 429
+    return isinstance(cause, yt_dlp.networking.exceptions.TransportError) and not isinstance(
+        cause, yt_dlp.networking.exceptions.CertificateVerifyError | yt_dlp.networking.exceptions.ProxyError
+    )
 
 
 def _single_entry(info: dict[str, Any] | None) -> dict[str, Any]:

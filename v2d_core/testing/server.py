@@ -42,8 +42,16 @@ class _Handler(BaseHTTPRequestHandler):
         if handler is None:
             self._send(404, b"not found", "text/plain")
             return
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            handler(rest)
+        with self.server.lock:
+            self.server.hits[self.path] += 1
+            self.server.started[route] += 1
+            self.server.active[route] += 1
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                handler(rest)
+        finally:
+            with self.server.lock:
+                self.server.active[route] -= 1
 
     def _file(self, name: str) -> bytes | None:
         path = (self.server.root / name).resolve()
@@ -76,7 +84,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _route_flaky(self, rest: str) -> None:
         failures, _, name = rest.partition("/")
         with self.server.lock:
-            self.server.hits[self.path] += 1
             hit = self.server.hits[self.path]
         if hit <= int(failures):
             self._send(503, b"try again", "text/plain")
@@ -132,7 +139,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, root: Path) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = root.resolve()
-        self.hits: Counter[str] = Counter()
+        self.hits: Counter[str] = Counter()  # by path and query
+        self.started: Counter[str] = Counter()  # by route
+        self.active: Counter[str] = Counter()  # by route: requests being answered now
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -154,6 +163,22 @@ class MediaServer:
     def url(self, route: str, name: str) -> str:
         """URL of ``name`` through ``route`` (``files``, ``status/404``, ``flaky/2``...)."""
         return f"{self.base_url}/{route}/{name}"
+
+    def hits(self, url: str) -> int:
+        """How many times ``url`` (path and query) was requested."""
+        path = url.removeprefix(self.base_url)
+        with self._server.lock:
+            return self._server.hits[path]
+
+    def started(self, route: str) -> int:
+        """How many requests of ``route`` (``delay``, ``files``...) were received so far."""
+        with self._server.lock:
+            return self._server.started[route]
+
+    def active(self, route: str) -> int:
+        """How many requests of ``route`` are being answered right now."""
+        with self._server.lock:
+            return self._server.active[route]
 
     def start(self) -> Self:
         self._thread.start()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -43,6 +45,15 @@ class ShardWriter(ABC):
     @abstractmethod
     def write(self, sample: Sample) -> None:
         """Add one sample to the shard."""
+
+    @abstractmethod
+    def keep(self, row: Mapping[str, Any], parts: Mapping[str, Path]) -> None:
+        """Copy one sample of an earlier version of this shard as it was: its parquet ``row`` and,
+        if it succeeded, its data files by extension (``parts``), byte for byte."""
+
+    @abstractmethod
+    def add_stats(self, stats: Mapping[str, Any]) -> None:
+        """Write the shard's ``_stats.json``; it is committed last, with the rest of the shard."""
 
     @abstractmethod
     def commit(self) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from v2d_core.sample import Sample
-from v2d_core.writers.status import StatusWriter, members
+from v2d_core.writers.status import StatusWriter
 
 
 class FilesWriter(StatusWriter):
@@ -15,10 +15,10 @@ class FilesWriter(StatusWriter):
         self._folder = self.outputs.temp(self.target.shard_name)
         self.outputs.fs.makedirs(self._folder, exist_ok=True)
 
-    def _add(self, sample: Sample) -> None:
+    def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:
         fs = self.outputs.fs
-        for ext, part in members(sample, self.target).items():
-            path = f"{self._folder}/{sample.key}.{ext}"
+        for ext, part in parts.items():
+            path = f"{self._folder}/{key}.{ext}"
             if isinstance(part, Path):
                 fs.put_file(str(part), path)
             else:

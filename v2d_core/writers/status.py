@@ -2,30 +2,33 @@
 
 Every writer is a :class:`StatusWriter`: each sample becomes one row of ``{shard}.parquet``;
 successful samples also go to the format's data files. Everything is written under hidden
-temporary names (``.{name}.tmp-<uuid>``) in the output folder; ``commit`` renames the data
-files into place first and the parquet last, ``abort`` deletes the temporaries.
+temporary names in the output folder; ``commit`` renames the data files, the parquet and
+the stats into place as one unit (:mod:`v2d_core.writers.commit`), ``abort`` deletes the
+temporaries.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from v2d_core.errors import InputError
 from v2d_core.sample import Sample, Status
 from v2d_core.writers.base import ShardTarget, ShardWriter
+from v2d_core.writers.commit import TempOutputs
 
 STATUS_FIELDS = (
     pa.field("key", pa.string()),
     pa.field("status", pa.string()),
     pa.field("error_message", pa.string()),
     pa.field("metadata", pa.string()),
+    pa.field("error_transient", pa.bool_()),
 )
 
 
@@ -44,7 +47,8 @@ def to_json(value: Any) -> str:
 
 
 def status_schema(input_schema: pa.Schema) -> pa.Schema:
-    """The status parquet's schema: the input columns, then key, status, error_message, metadata."""
+    """The status parquet's schema: the input columns, then key, status, error_message, metadata,
+    error_transient (null for a success; true when ``retry_failed`` would fetch the row again)."""
     return pa.schema([*input_schema, *STATUS_FIELDS])
 
 
@@ -56,6 +60,7 @@ def status_row(sample: Sample, input_schema: pa.Schema) -> dict[str, Any]:
     row["status"] = str(sample.status)
     row["error_message"] = sample.error_message
     row["metadata"] = to_json(sample.metadata)
+    row["error_transient"] = None if sample.status is Status.SUCCESS else sample.error_transient
     return row
 
 
@@ -81,49 +86,6 @@ def members(sample: Sample, target: ShardTarget) -> dict[str, Path | bytes]:
     return parts
 
 
-class TempOutputs:
-    """Files and folders written under hidden temporary names in one folder, renamed into place on commit."""
-
-    def __init__(self, folder: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
-        self.folder = root.rstrip("/")
-        self.fs.makedirs(self.folder, exist_ok=True)
-        self._pending: list[tuple[str, str]] = []
-
-    def temp(self, name: str) -> str:
-        """A temporary path that :meth:`commit` renames to ``name``; commits go in call order."""
-        temp = f"{self.folder}/.{name}.tmp-{uuid.uuid4().hex}"
-        self._pending.append((temp, f"{self.folder}/{name}"))
-        return temp
-
-    def open(self, name: str) -> BinaryIO:
-        """A new file opened for writing under a temporary name for ``name``."""
-        return self.fs.open(self.temp(name), "wb")
-
-    def commit(self) -> None:
-        """Rename every temporary to its final name, replacing what is there."""
-        while self._pending:
-            temp, final = self._pending[0]
-            if self.fs.exists(final):
-                self.fs.rm(final, recursive=True)
-            self.fs.mv(temp, final, recursive=True)
-            self._pending.pop(0)
-
-    def abort(self) -> None:
-        """Delete the temporaries not yet committed."""
-        while self._pending:
-            temp, _ = self._pending.pop()
-            if self.fs.exists(temp):
-                self.fs.rm(temp, recursive=True)
-
-
-def remove_temporaries(folder: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Delete temporaries a killed writer left in ``folder``; call only when no writer is running there."""
-    fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
-    for path in fs.glob(f"{root.rstrip('/')}/.*.tmp-*"):
-        fs.rm(path, recursive=True)
-
-
 class ParquetRows:
     """Rows appended to a parquet file, written in row groups of bounded rows and bytes."""
 
@@ -131,6 +93,7 @@ class ParquetRows:
         self, file: BinaryIO, schema: pa.Schema, max_rows: int = 1000, max_bytes: int = 64 << 20
     ) -> None:
         self._file = file
+        self.schema = schema
         self._writer = pq.ParquetWriter(file, schema)
         self._max_rows = max_rows
         self._max_bytes = max_bytes
@@ -166,12 +129,12 @@ class StatusWriter(ShardWriter):
     """Writes every sample as a row of ``{shard}.parquet``; subclasses add the successful samples' media.
 
     Hooks, all optional: ``_open`` creates the data temporaries, ``_add`` writes one successful
-    sample, ``_close`` finishes the data files; ``_schema`` / ``_row`` extend the parquet.
+    sample's parts, ``_close`` finishes the data files; ``_schema`` / ``_row`` extend the parquet.
     """
 
     def __init__(self, target: ShardTarget) -> None:
         super().__init__(target)
-        self.outputs = TempOutputs(target.output_folder, target.storage_options)
+        self.outputs = TempOutputs(target.output_folder, target.shard_name, target.storage_options)
         try:
             self._open()
             self._rows = ParquetRows(self.outputs.open(f"{target.shard_name}.parquet"), self._schema())
@@ -181,8 +144,22 @@ class StatusWriter(ShardWriter):
 
     def write(self, sample: Sample) -> None:
         if sample.status is Status.SUCCESS:
-            self._add(sample)
+            self._add(sample.key, members(sample, self.target))
         self._rows.append(self._row(sample))
+
+    def keep(self, row: Mapping[str, Any], parts: Mapping[str, Path]) -> None:
+        if list(row) != self._rows.schema.names:
+            raise InputError(
+                f"sample {row.get('key')} was written with columns {list(row)}, these settings write "
+                f"{self._rows.schema.names}: keep the settings a shard was written with"
+            )
+        if parts:
+            self._add(str(row["key"]), parts)
+        self._rows.append(dict(row))
+
+    def add_stats(self, stats: Mapping[str, Any]) -> None:
+        with self.outputs.fs.open(self.outputs.temp(f"{self.target.shard_name}_stats.json"), "w") as handle:
+            json.dump(stats, handle, indent=4)
 
     def commit(self) -> None:
         try:
@@ -203,8 +180,8 @@ class StatusWriter(ShardWriter):
     def _open(self) -> None:
         """Create the data temporaries (none by default)."""
 
-    def _add(self, sample: Sample) -> None:
-        """Write one successful sample's data (nothing by default)."""
+    def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:
+        """Write one successful sample's data, its parts by extension (nothing by default)."""
 
     def _close(self) -> None:
         """Finish the data files; called once or more (commit, then abort on failure)."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from tfrecord import TFRecordWriter
 
-from v2d_core.sample import Sample
-from v2d_core.writers.status import StatusWriter, members
+from v2d_core.writers.status import StatusWriter
 
 
 class _FileTFRecordWriter(TFRecordWriter):
@@ -24,9 +24,9 @@ class TFRecordShardWriter(StatusWriter):
     def _open(self) -> None:
         self._records = _FileTFRecordWriter(self.outputs.open(f"{self.target.shard_name}.tfrecord"))
 
-    def _add(self, sample: Sample) -> None:
-        features = {"key": (sample.key.encode(), "byte")}
-        for ext, part in members(sample, self.target).items():
+    def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:
+        features = {"key": (key.encode(), "byte")}
+        for ext, part in parts.items():
             features[ext] = (part.read_bytes() if isinstance(part, Path) else part, "byte")
         self._records.write(features)
 

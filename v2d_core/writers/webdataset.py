@@ -14,11 +14,11 @@ import os
 import shutil
 import tarfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from v2d_core.sample import Sample
-from v2d_core.writers.status import StatusWriter, members
+from v2d_core.writers.status import StatusWriter
 
 COPY_BLOCK = 1 << 20
 
@@ -30,9 +30,9 @@ class WebDatasetWriter(StatusWriter):
         self._file = self.outputs.open(f"{self.target.shard_name}.tar")
         self._written = 0
 
-    def _add(self, sample: Sample) -> None:
-        for ext, part in members(sample, self.target).items():
-            info = tarfile.TarInfo(f"{sample.key}.{ext}")
+    def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:
+        for ext, part in parts.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
             info.mtime = int(time.time())
             info.mode = 0o644
             info.size = part.stat().st_size if isinstance(part, Path) else len(part)

@@ -1,6 +1,7 @@
 """A stage asset partitioned by shard: keys in, ``process_shard`` / ``run_shards`` called, metadata out.
 
-One run handles one partition (``process_shard`` in the run's process) or a batch of
+One run handles one partition (``process_shard`` in the run's process; with the run config
+``retry_failed``, a written shard only gets its transient failures fetched again) or a batch of
 partitions from a backfill (``run_shards`` on a local process pool), so a backfill costs
 one run per ``shards_per_run`` shards. Each partition gets its own metadata and its own
 check results. A batch with failing shards fails the step; Dagster's RetryPolicy re-runs
@@ -24,8 +25,8 @@ from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
-from v2d_core.run import prepare_output, run_shards
-from v2d_core.shard import process_shard
+from v2d_core.retry import process_or_retry
+from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
 from v2d_core.subsamplers import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
@@ -47,13 +48,24 @@ CHECK_DESCRIPTIONS = {
 
 
 class ShardRunConfig(dg.Config):
-    """Launch-time knobs; they change how fast a run goes, never what it writes (not in code_version)."""
+    """Launch-time knobs, not in code_version: how fast a run goes, and whether it only retries."""
 
     processes_count: int | None = Field(default=None, description="Shards processed at once in a batch run.")
     thread_count: int | None = Field(default=None, description="Download threads per shard.")
+    retry_failed: bool = Field(
+        default=False,
+        description="Shards already written only get their transiently failed rows (timeouts, 5xx, "
+        "resets) fetched again; the other rows are kept as they are.",
+    )
 
     def apply(self, job: JobConfig) -> JobConfig:
-        changes = {name: value for name, value in self.model_dump().items() if value is not None}
+        if self.retry_failed:
+            job = dataclasses.replace(job, incremental_mode="retry_failed")
+        changes = {
+            name: value
+            for name, value in self.model_dump(exclude={"retry_failed"}).items()
+            if value is not None
+        }
         if not changes:
             return job
         distribution = dataclasses.replace(job.config.distribution, **changes)
@@ -157,10 +169,9 @@ def run_stage(
     todo = [spec for partition, spec in specs.items() if partition not in finished]
     if finished:
         context.log.info(f"retry {context.retry_number}: {len(finished)} shard(s) already done in this run")
-    prepare_output(job)  # creates the folder; the job is always incremental, so nothing is deleted
     try:
         if len(todo) <= 1:  # one shard: in this process, no pool to start
-            results, failures = [process_shard(spec, job) for spec in todo], {}
+            results, failures = [process_or_retry(spec, job) for spec in todo], {}
         else:
             summary = run_shards(todo, job)
             results, failures = summary.results, summary.failed_shards

@@ -1,0 +1,106 @@
+"""Atomic commit of a shard's files over fsspec: temporary names, a journal of renames, recovery.
+
+A shard is several files (its data, ``.parquet`` and ``_stats.json``) that must change
+together. Each is written under a hidden temporary name (``.{name}.tmp-<uuid>``) in the
+output folder. :meth:`TempOutputs.commit` writes the list of renames to a journal
+(``.{shard}.commit``, itself written under a temporary name and renamed), renames the
+temporaries into place in order (stats last), then deletes the journal. A process killed
+anywhere in between leaves either no journal (the old shard intact, temporaries to delete)
+or a journal that :func:`recover` replays: after recovery a shard is wholly its old or
+wholly its new version, never a mix, and no temporary is left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Collection
+from typing import Any, BinaryIO
+
+import fsspec
+
+JOURNAL_SUFFIX = ".commit"
+_TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{32}")
+
+
+class TempOutputs:
+    """One shard's (``unit``'s) files and folders under temporary names, renamed into place on commit."""
+
+    def __init__(self, folder: str, unit: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+        self.folder = root.rstrip("/")
+        self.unit = unit
+        self.fs.makedirs(self.folder, exist_ok=True)
+        self._pending: list[tuple[str, str]] = []
+
+    def temp(self, name: str) -> str:
+        """A temporary path that :meth:`commit` renames to ``name``; commits go in call order."""
+        temp = f".{name}.tmp-{uuid.uuid4().hex}"
+        self._pending.append((temp, name))
+        return f"{self.folder}/{temp}"
+
+    def open(self, name: str) -> BinaryIO:
+        """A new file opened for writing under a temporary name for ``name``."""
+        return self.fs.open(self.temp(name), "wb")
+
+    def commit(self) -> None:
+        """Rename every temporary to its final name, replacing what is there, as one unit (see module doc)."""
+        if not self._pending:
+            return
+        journal = f"{self.folder}/.{self.unit}{JOURNAL_SUFFIX}"
+        staged = f"{self.folder}/.{self.unit}{JOURNAL_SUFFIX}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(staged, "w") as handle:
+            json.dump(self._pending, handle)
+        self.fs.mv(staged, journal)
+        self._pending.clear()
+        _replay(self.fs, self.folder, journal)
+
+    def abort(self) -> None:
+        """Delete the temporaries not yet committed."""
+        while self._pending:
+            temp, _ = self._pending.pop()
+            path = f"{self.folder}/{temp}"
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+
+
+def recover(
+    folder: str, units: Collection[str] | None = None, storage_options: dict[str, Any] | None = None
+) -> None:
+    """Finish the commits a killed process left half done, then delete its leftover temporaries.
+
+    In the whole ``folder``, or only for the shards named in ``units``. Call it only when
+    no writer is working on those shards.
+    """
+    fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    root = root.rstrip("/")
+    if not fs.isdir(root):
+        return
+    pattern = f"{root}/.*" if units is None or len(units) != 1 else f"{root}/.{next(iter(units))}[._]*"
+    hidden = [path.rsplit("/", 1)[-1] for path in fs.glob(pattern)]
+    for name in hidden:
+        if name.endswith(JOURNAL_SUFFIX) and _unit_of(name, units):
+            _replay(fs, root, f"{root}/{name}")
+    for name in hidden:
+        if _TEMPORARY.fullmatch(name) and _unit_of(name, units) and fs.exists(f"{root}/{name}"):
+            fs.rm(f"{root}/{name}", recursive=True)
+
+
+def _unit_of(hidden_name: str, units: Collection[str] | None) -> bool:
+    """Whether ``.{unit}.xxx`` / ``.{unit}_stats.json...`` belongs to one of ``units`` (any, if None)."""
+    return units is None or any(hidden_name[1:].startswith((f"{unit}.", f"{unit}_")) for unit in units)
+
+
+def _replay(fs: Any, folder: str, journal: str) -> None:
+    """Do the renames ``journal`` lists that are not done yet, then delete it. Safe to repeat."""
+    with fs.open(journal, "r") as handle:
+        renames = json.load(handle)
+    for temp, final in renames:
+        source, target = f"{folder}/{temp}", f"{folder}/{final}"
+        if not fs.exists(source):  # renamed before the process stopped
+            continue
+        if fs.isdir(target):  # a folder (the files format) cannot be renamed over
+            fs.rm(target, recursive=True)
+        fs.mv(source, target, recursive=True)
+    fs.rm(journal)
