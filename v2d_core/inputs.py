@@ -29,6 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
+from v2d_core.storage import fresh_fs
 
 BATCH_ROWS = 4096
 """Rows per batch for txt, json, jsonl and parquet."""
@@ -58,7 +59,7 @@ def input_files(url_list: str | Sequence[str], input_format: str) -> list[str]:
 
 
 def _files_at(url: str, input_format: str) -> list[str]:
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = fresh_fs(url)
     if fs.isdir(path):
         suffix = f".{input_format}"
         found = sorted(

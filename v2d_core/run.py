@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import threading
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 
-import fsspec
+import fsspec.config
 
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
@@ -18,6 +19,7 @@ from v2d_core.progress import Progress
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, process_shard
 from v2d_core.sharding import ShardSpec, plan_shards
+from v2d_core.storage import fresh_fs
 from v2d_core.writers.status import remove_temporaries
 
 STATS_SUFFIX = "_stats.json"
@@ -54,7 +56,7 @@ def run_job(job: JobConfig, show_progress: bool = True) -> RunSummary:
             specs = list(plan_shards(job, shard_dir, skip=done))
         summary = run_shards(specs, job, show_progress)
     finally:
-        fs, path = fsspec.core.url_to_fs(shard_dir)
+        fs, path = fresh_fs(shard_dir)
         if fs.exists(path):
             fs.rm(path, recursive=True)
     summary.skipped_shards = sorted(done)
@@ -82,7 +84,7 @@ def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = Fal
 
 def prepare_output(job: JobConfig) -> set[int]:
     """Create or wipe the output folder; the ids of shards already done (their stats exist)."""
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
+    fs, root = fresh_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
@@ -107,7 +109,10 @@ def _run_pool(
     workers = min(job.config.distribution.processes_count, len(specs))
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(events,)
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(events, dict(os.environ), dict(fsspec.config.conf)),
         ) as pool:
             futures: dict[Future[ShardResult], ShardSpec] = {
                 pool.submit(_run_shard, spec, job): spec for spec in specs
@@ -146,9 +151,18 @@ def _relay(events: Queue[tuple[int, str] | None], progress: Progress) -> None:
 _events: Queue[tuple[int, str] | None] | None = None
 
 
-def _init_worker(events: Queue[tuple[int, str] | None]) -> None:
+def _init_worker(
+    events: Queue[tuple[int, str] | None], environ: dict[str, str], fsspec_conf: dict[str, dict]
+) -> None:
+    """Hand the worker the progress queue, and the caller's environment and fsspec config as they
+    are now: the forkserver it comes from may have started earlier, with older storage endpoints
+    and credentials."""
     global _events
     _events = events
+    os.environ.clear()
+    os.environ.update(environ)
+    fsspec.config.conf.clear()
+    fsspec.config.conf.update(fsspec_conf)
 
 
 def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:

@@ -3,7 +3,9 @@
 Every writer is a :class:`StatusWriter`: each sample becomes one row of ``{shard}.parquet``;
 successful samples also go to the format's data files. Everything is written under hidden
 temporary names (``.{name}.tmp-<uuid>``) in the output folder; ``commit`` renames the data
-files into place first and the parquet last, ``abort`` deletes the temporaries.
+files into place first and the parquet last, ``abort`` deletes the temporaries. On object
+storage a rename is a copy then a delete (:func:`v2d_core.storage.move`): each final name
+still appears whole, and the shard's ``_stats.json``, written after all of them, marks it done.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from v2d_core.sample import Sample, Status
+from v2d_core.storage import fresh_fs, move
 from v2d_core.writers.base import ShardTarget, ShardWriter
 
 STATUS_FIELDS = (
@@ -85,7 +87,7 @@ class TempOutputs:
     """Files and folders written under hidden temporary names in one folder, renamed into place on commit."""
 
     def __init__(self, folder: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+        self.fs, root = fresh_fs(folder, storage_options)
         self.folder = root.rstrip("/")
         self.fs.makedirs(self.folder, exist_ok=True)
         self._pending: list[tuple[str, str]] = []
@@ -104,9 +106,7 @@ class TempOutputs:
         """Rename every temporary to its final name, replacing what is there."""
         while self._pending:
             temp, final = self._pending[0]
-            if self.fs.exists(final):
-                self.fs.rm(final, recursive=True)
-            self.fs.mv(temp, final, recursive=True)
+            move(self.fs, temp, final)
             self._pending.pop(0)
 
     def abort(self) -> None:
@@ -119,7 +119,7 @@ class TempOutputs:
 
 def remove_temporaries(folder: str, storage_options: dict[str, Any] | None = None) -> None:
     """Delete temporaries a killed writer left in ``folder``; call only when no writer is running there."""
-    fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    fs, root = fresh_fs(folder, storage_options)
     for path in fs.glob(f"{root.rstrip('/')}/.*.tmp-*"):
         fs.rm(path, recursive=True)
 
