@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import threading
 from collections import Counter
+from collections.abc import Collection
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
@@ -82,13 +83,15 @@ def run_shards(specs: list[ShardSpec], job: JobConfig, show_progress: bool = Fal
     return summary
 
 
-def prepare_output(job: JobConfig) -> set[int]:
-    """Create or wipe the output folder; the ids of shards already done (their stats exist)."""
+def prepare_output(job: JobConfig, shards: Collection[int] | None = None) -> set[int]:
+    """Create or wipe the output folder and delete killed writers' temporaries (only those of
+    ``shards`` if given); the ids of shards already done (their stats exist)."""
     fs, root = fresh_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
-    remove_temporaries(job.output_folder)
+    names = None if shards is None else {job.shard_name(shard) for shard in shards}
+    remove_temporaries(job.output_folder, shards=names)
     done = set()
     for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
         name = path.rsplit("/", 1)[-1].removesuffix(STATS_SUFFIX)

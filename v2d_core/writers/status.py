@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -117,11 +119,21 @@ class TempOutputs:
                 self.fs.rm(temp, recursive=True)
 
 
-def remove_temporaries(folder: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Delete temporaries a killed writer left in ``folder``; call only when no writer is running there."""
+def remove_temporaries(
+    folder: str, storage_options: dict[str, Any] | None = None, shards: Collection[str] | None = None
+) -> None:
+    """Delete temporaries killed writers left in ``folder``: all of them, or those of ``shards``
+    (names like ``00042``) only, when other runs may be writing other shards there."""
     fs, root = fresh_fs(folder, storage_options)
     for path in fs.glob(f"{root.rstrip('/')}/.*.tmp-*"):
-        fs.rm(path, recursive=True)
+        if shards is None or _shard_of(path) in shards:
+            fs.rm(path, recursive=True)
+
+
+def _shard_of(temporary: str) -> str:
+    """The shard name a temporary belongs to: ``.00042.tar.tmp-<uuid>``, ``.00042_stats.json.tmp-<uuid>``
+    -> ``00042``."""
+    return re.split(r"[._]", temporary.rsplit("/", 1)[-1][1:], maxsplit=1)[0]
 
 
 class ParquetRows:

@@ -155,7 +155,9 @@ def run_stage(
     todo = [spec for partition, spec in specs.items() if partition not in finished]
     if finished:
         context.log.info(f"retry {context.retry_number}: {len(finished)} shard(s) already done in this run")
-    prepare_output(job)  # creates the folder; the job is always incremental, so nothing is deleted
+    # The job is always incremental: nothing finished is deleted. Other runs may be writing other
+    # shards of this folder: only this run's shards' temporaries are swept.
+    prepare_output(job, shards=[spec.shard_id for spec in todo])
     try:
         if len(todo) <= 1:  # one shard: in this process, no pool to start
             results, failures = [process_shard(spec, job) for spec in todo], {}
