@@ -38,6 +38,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
+from v2d_core.storage import fresh_fs
 from v2d_core.text import valid_text
 
 BATCH_ROWS = 4096
@@ -72,7 +73,7 @@ def input_files(url_list: str | Sequence[str], input_format: str) -> list[str]:
 
 
 def _files_at(url: str, input_format: str) -> list[str]:
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = fresh_fs(url)
     if fs.isdir(path):
         suffix = f".{input_format}"
         found = sorted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import threading
 import time
 from collections import Counter
@@ -12,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 
-import fsspec
+import fsspec.config
 
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
@@ -21,6 +22,7 @@ from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
+from v2d_core.storage import fresh_fs
 from v2d_core.writers.commit import recover
 
 STATS_SUFFIX = "_stats.json"
@@ -74,7 +76,7 @@ def run_job(
         specs = [dataclasses.replace(s, row_count=retried.get(s.shard_id, s.row_count)) for s in specs]
         summary = run(specs, job, show_progress, observer)
     finally:
-        fs, path = fsspec.core.url_to_fs(shard_dir)
+        fs, path = fresh_fs(shard_dir)
         if fs.exists(path):
             fs.rm(path, recursive=True)
     summary.skipped_shards = sorted(skip)
@@ -122,7 +124,7 @@ def portable_job(job: JobConfig) -> JobConfig:
 def prepare_output(job: JobConfig) -> set[int]:
     """Create or wipe the output folder, finish or clear what killed runs left in it; the ids of
     shards already done (their stats exist). Call it only when no other run writes there."""
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
+    fs, root = fresh_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
         fs.rm(root, recursive=True)
     fs.makedirs(root, exist_ok=True)
@@ -148,7 +150,10 @@ def _run_pool(
     workers = min(job.config.distribution.processes_count, len(specs))
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(events,)
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(events, dict(os.environ), dict(fsspec.config.conf)),
         ) as pool:
             futures: dict[Future[ShardResult], ShardSpec] = {
                 pool.submit(_run_shard, spec, job): spec for spec in specs
@@ -188,9 +193,18 @@ def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
 _events: Queue[WorkerEvent | None] | None = None
 
 
-def _init_worker(events: Queue[WorkerEvent | None]) -> None:
+def _init_worker(
+    events: Queue[WorkerEvent | None], environ: dict[str, str], fsspec_conf: dict[str, dict]
+) -> None:
+    """Hand the worker the progress queue, and the caller's environment and fsspec config as they
+    are now: the forkserver it comes from may have started earlier, with older storage endpoints
+    and credentials."""
     global _events
     _events = events
+    os.environ.clear()
+    os.environ.update(environ)
+    fsspec.config.conf.clear()
+    fsspec.config.conf.update(fsspec_conf)
 
 
 def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:

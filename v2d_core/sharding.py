@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
-import fsspec
 import pyarrow as pa
 
 from v2d_core.errors import InputError
 from v2d_core.inputs import input_files, read_batches
 from v2d_core.job import JobConfig
+from v2d_core.storage import fresh_fs
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def shard_input_path(job: JobConfig, shard_dir: str, shard_id: int) -> str:
 def _write_shard(job: JobConfig, shard_dir: str, shard_id: int, table: pa.Table) -> ShardSpec:
     """Write ``table`` as an Arrow IPC file atomically: a temporary name, then rename."""
     path = shard_input_path(job, shard_dir, shard_id)
-    fs, fs_path = fsspec.core.url_to_fs(path)
+    fs, fs_path = fresh_fs(path)
     fs.makedirs(posixpath.dirname(fs_path), exist_ok=True)
     tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
     try:
@@ -112,7 +112,8 @@ def _write_shard(job: JobConfig, shard_dir: str, shard_id: int, table: pa.Table)
 def read_shard_input(spec: ShardSpec) -> pa.Table:
     """The input rows of one shard, as written by :func:`plan_shards`."""
     try:
-        with fsspec.open(spec.input_path, "rb") as handle:
+        fs, path = fresh_fs(spec.input_path)
+        with fs.open(path, "rb") as handle:
             return pa.ipc.open_file(handle).read_all()
     except (OSError, pa.ArrowException) as error:
         raise InputError(f"cannot read shard input {spec.input_path}: {error}") from error

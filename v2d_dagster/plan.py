@@ -16,13 +16,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import fsspec
-
 from v2d_core.errors import InputError
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.inputs import input_files
 from v2d_core.job import JobConfig
 from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path
+from v2d_core.storage import fresh_fs
 
 MANIFEST = "manifest.json"
 
@@ -99,7 +98,7 @@ def cut_plan(job: JobConfig, shard_dir: str) -> ShardPlan:
 
 def save_plan(plan: ShardPlan, shard_dir: str) -> None:
     """Write the manifest of ``plan`` in ``shard_dir`` (temporary name, then rename)."""
-    fs, root = fsspec.core.url_to_fs(shard_dir)
+    fs, root = fresh_fs(shard_dir)
     fs.makedirs(root, exist_ok=True)
     temporary = f"{root}/.{MANIFEST}.{uuid.uuid4().hex}.tmp"
     with fs.open(temporary, "w") as handle:
@@ -110,8 +109,9 @@ def save_plan(plan: ShardPlan, shard_dir: str) -> None:
 def read_plan(shard_dir: str, missing_ok: bool = False) -> ShardPlan:
     """The manifest :func:`save_plan` left in ``shard_dir``; an empty plan if none and ``missing_ok``."""
     path = f"{shard_dir.rstrip('/')}/{MANIFEST}"
+    fs, fs_path = fresh_fs(path)
     try:
-        with fsspec.open(path, "r") as handle:
+        with fs.open(fs_path, "r") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         if missing_ok:
@@ -122,7 +122,7 @@ def read_plan(shard_dir: str, missing_ok: bool = False) -> ShardPlan:
 
 def upstream_tar_specs(folder: str, partitions: list[str]) -> dict[str, ShardSpec]:
     """Partition key -> the spec reading ``{folder}/{key}.tar``, the tar an earlier stage wrote."""
-    fs, root = fsspec.core.url_to_fs(folder)
+    fs, root = fresh_fs(folder)
     specs = {}
     for key in partitions:
         if not fs.exists(f"{root}/{key}_stats.json"):
@@ -146,7 +146,7 @@ def input_stamp(job: JobConfig) -> str:
 
 def _file_digest(url: str) -> str:
     """A digest of a file's size and modification time (or etag): cheap, no read of its bytes."""
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = fresh_fs(url)
     info = fs.info(path)
     stamp = [info.get("size"), info.get("mtime") or info.get("LastModified") or info.get("ETag")]
     return hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]

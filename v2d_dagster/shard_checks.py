@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from v2d_core.job import JobConfig
 from v2d_core.sharding import ShardSpec
+from v2d_core.storage import fresh_fs
 
 CLIP_KEY = re.compile(r"^(?P<source>.+)_\d{5}$")  # clip i of sample key: {key}_{i:05d}
 CHECK_NAMES = ("readable", "row_count_matches_input", "unique_keys", "success_rate")
@@ -63,7 +63,7 @@ def input_keys(job: JobConfig, spec: ShardSpec) -> list[str]:
     """The sample keys of a shard's input: its rows' keys, or the samples of its input tar."""
     if job.input_format != "webdataset":
         return [job.sample_key(spec.shard_id, index) for index in range(spec.row_count)]
-    fs, path = fsspec.core.url_to_fs(spec.input_path)
+    fs, path = fresh_fs(spec.input_path)
     with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
         return list(_by_key(member.name.rsplit("/", 1)[-1] for member in tar if member.isfile()))
 
@@ -73,7 +73,7 @@ def check_shard(
 ) -> list[CheckOutcome]:
     """Every check of :data:`CHECK_NAMES` on ``shard``, whose input samples are ``expected_keys``."""
     try:
-        table = pq.read_table(shard.path(".parquet"), columns=["key", "status"])
+        table = _status_table(shard.path(".parquet"))
     except (OSError, pa.ArrowException) as error:
         reason = f"status parquet unreadable: {error}"
         return [CheckOutcome(name, False, reason) for name in CHECK_NAMES]
@@ -123,9 +123,10 @@ def _data_keys(shard: ShardLocation) -> dict[str, set[str]] | int | None:
         return {
             key: {"json", *shard.media_extensions} for key, status in _key_status(path) if status == "success"
         }
-    fs, root = fsspec.core.url_to_fs(path)
-    if shard.output_format == "files":
-        return _by_key(name.rsplit("/", 1)[-1] for name in fs.ls(root, detail=False))
+    fs, root = fresh_fs(path)
+    if shard.output_format == "files":  # a folder of no files is absent on object storage
+        names = fs.ls(root, detail=False) if fs.exists(root) else []
+        return _by_key(name.rsplit("/", 1)[-1] for name in names)
     with fs.open(root, "rb") as handle:
         if shard.output_format == "webdataset":
             with tarfile.open(fileobj=handle, mode="r|") as tar:
@@ -148,8 +149,15 @@ def _by_key(filenames: Iterable[str]) -> dict[str, set[str]]:
     return keys
 
 
+def _status_table(path: str) -> pa.Table:
+    """The key and status columns of a parquet, read through fsspec (and so its storage config)."""
+    fs, fs_path = fresh_fs(path)
+    with fs.open(fs_path, "rb") as handle:
+        return pq.read_table(handle, columns=["key", "status"])
+
+
 def _key_status(path: str) -> list[tuple[str, str]]:
-    table = pq.read_table(path, columns=["key", "status"])
+    table = _status_table(path)
     return list(zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True))
 
 

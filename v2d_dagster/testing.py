@@ -127,13 +127,16 @@ class LocalDagster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 180) -> Self:
-        """Start ``dagster dev`` and wait until its GraphQL endpoint answers."""
+    def command(self) -> list[str]:
+        """``dagster dev`` (webserver and daemon) over the project's workspace, on ``self.port``."""
         command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
-        command += ["-h", "127.0.0.1", "-p", str(self.port)]
+        return [*command, "-h", "127.0.0.1", "-p", str(self.port)]
+
+    def start(self, timeout: float = 180) -> Self:
+        """Start :meth:`command` and wait until it is :meth:`ready`."""
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                command,
+                self.command(),
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
@@ -142,22 +145,24 @@ class LocalDagster:
                 preexec_fn=_interruptible,
             )
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.ready():
             if self._process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self._process.returncode}; see {self.log_path}")
-            try:
-                if requests.get(f"{self.url}/server_info", timeout=2).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
+                code = self._process.returncode
+                raise RuntimeError(f"{type(self).__name__} exited with {code}; see {self.log_path}")
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"dagster dev did not answer on {self.url} in {timeout} s; see {self.log_path}"
-                )
+                raise TimeoutError(f"{type(self).__name__} not ready in {timeout} s; see {self.log_path}")
             time.sleep(0.5)
+        return self
+
+    def ready(self) -> bool:
+        """Whether the GraphQL endpoint answers."""
+        try:
+            return requests.get(f"{self.url}/server_info", timeout=2).ok
+        except requests.ConnectionError:
+            return False
 
     def stop(self) -> None:
-        """Stop ``dagster dev`` and the processes it started (its own process group)."""
+        """Stop the command and the processes it started (its own process group)."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return

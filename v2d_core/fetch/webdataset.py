@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import braceexpand
-import fsspec
 
 from v2d_core.errors import InputError, NotMediaError
 from v2d_core.fetch.base import FetchResult
 from v2d_core.sample import Sample
 from v2d_core.sharding import ShardSpec
+from v2d_core.storage import fresh_fs
 from v2d_core.text import valid_text
 
 MODALITY_OF_EXTENSION = {
@@ -65,7 +65,7 @@ def _tar_urls(url_list: str | Sequence[str]) -> list[str]:
     patterns = [url_list] if isinstance(url_list, str) else list(url_list)
     urls = []
     for url in (expanded for pattern in patterns for expanded in braceexpand.braceexpand(pattern)):
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = fresh_fs(url)
         if fs.isdir(path):
             found = sorted(name for name in fs.glob(f"{path.rstrip('/')}/*.tar"))
             urls += [name if "file" in fs.protocol else fs.unstrip_protocol(name) for name in found]
@@ -90,7 +90,7 @@ class _Group:
 
 def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
     """Each sample of the tar with its member files copied under ``tmp``, in tar order."""
-    fs, path = fsspec.core.url_to_fs(tar_url)
+    fs, path = fresh_fs(tar_url)
     with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
         seen: set[str] = set()
         group: _Group | None = None

@@ -7,7 +7,8 @@ output folder. :meth:`TempOutputs.commit` writes the list of renames to a journa
 temporaries into place in order (stats last), then deletes the journal. A process killed
 anywhere in between leaves either no journal (the old shard intact, temporaries to delete)
 or a journal that :func:`recover` replays: after recovery a shard is wholly its old or
-wholly its new version, never a mix, and no temporary is left.
+wholly its new version, never a mix, and no temporary is left. On object storage a rename
+is a copy then a delete (:func:`v2d_core.storage.move`): each final name still appears whole.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any, BinaryIO
 
-import fsspec
+from v2d_core.storage import fresh_fs, move
 
 JOURNAL_SUFFIX = ".commit"
 _TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{32}")
@@ -28,7 +29,7 @@ class TempOutputs:
     """One shard's (``unit``'s) files and folders under temporary names, renamed into place on commit."""
 
     def __init__(self, folder: str, unit: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+        self.fs, root = fresh_fs(folder, storage_options)
         self.folder = root.rstrip("/")
         self.unit = unit
         self.fs.makedirs(self.folder, exist_ok=True)
@@ -73,7 +74,7 @@ def recover(
     In the whole ``folder``, or only for the shards named in ``units``. Call it only when
     no writer is working on those shards.
     """
-    fs, root = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    fs, root = fresh_fs(folder, storage_options)
     root = root.rstrip("/")
     if not fs.isdir(root):
         return
@@ -98,9 +99,6 @@ def _replay(fs: Any, folder: str, journal: str) -> None:
         renames = json.load(handle)
     for temp, final in renames:
         source, target = f"{folder}/{temp}", f"{folder}/{final}"
-        if not fs.exists(source):  # renamed before the process stopped
-            continue
-        if fs.isdir(target):  # a folder (the files format) cannot be renamed over
-            fs.rm(target, recursive=True)
-        fs.mv(source, target, recursive=True)
+        if fs.exists(source):  # else renamed before the process stopped
+            move(fs, source, target)
     fs.rm(journal)

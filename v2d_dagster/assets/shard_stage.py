@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-import fsspec
 from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
@@ -28,6 +27,7 @@ from v2d_core.job import JobConfig
 from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
+from v2d_core.storage import fresh_fs
 from v2d_core.subsamplers import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
@@ -233,7 +233,7 @@ def _finished_in_this_run(
     """Stats of the shards an earlier attempt of this run committed (their stats are newer than the run)."""
     record = context.instance.get_run_record_by_id(context.run.run_id)
     started = record.create_timestamp.timestamp() if record is not None else float("inf")
-    fs, root = fsspec.core.url_to_fs(job.output_folder)
+    fs, root = fresh_fs(job.output_folder)
     finished = {}
     for partition in specs:
         path = f"{root}/{partition}_stats.json"
