@@ -15,6 +15,7 @@ import fsspec
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import Progress
+from v2d_core.redact import redact_text
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, process_shard
 from v2d_core.sharding import ShardSpec, plan_shards
@@ -118,7 +119,7 @@ def _run_pool(
                 if error is None:
                     summary.results.append(future.result())
                 else:
-                    failures[spec.shard_id] = f"{type(error).__name__}: {error}"
+                    failures[spec.shard_id] = redact_text(f"{type(error).__name__}: {error}")
                     progress.shard_failed(spec.shard_id)
     finally:
         events.put(None)

@@ -8,11 +8,14 @@ from typing import Any
 
 import dagster as dg
 
+from v2d_core.redact import redact_text
+
 TOP_ERRORS = 5
 
 
 def shard_metadata(stats: Mapping[str, Any], output_path: str) -> dict[str, Any]:
-    """Samples, successes, failures by status, top error messages, bytes, seconds, videos/s, path."""
+    """Samples, successes, failures by status, top error messages, bytes, seconds, videos/s, path
+    (credentials in it masked)."""
     count = int(stats["count"])
     successes = int(stats["successes"])
     seconds = float(stats["duration"])
@@ -32,7 +35,7 @@ def shard_metadata(stats: Mapping[str, Any], output_path: str) -> dict[str, Any]
         "bytes": dg.MetadataValue.int(int(stats["bytes_downloaded"])),
         "seconds": dg.MetadataValue.float(round(seconds, 3)),
         "videos_per_second": dg.MetadataValue.float(round(successes / seconds, 3) if seconds > 0 else 0.0),
-        "output_path": dg.MetadataValue.path(output_path),
+        "output_path": dg.MetadataValue.path(redact_text(output_path)),
     }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from v2d_core.errors import FFmpegError, SubsampleTimeoutError
 from v2d_core.ffmpeg_binary import ffmpeg_exe
+from v2d_core.media_input import ffmpeg_input
 
 STDERR_TAIL_CHARS = 600
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
@@ -63,7 +64,7 @@ def read_frames(
 
     The whole iteration, consumer's time included, is limited to ``timeout`` seconds.
     """
-    stream = ffmpeg.input(str(path)).video
+    stream = ffmpeg_input(path).video
     if fps is not None:
         stream = stream.filter("fps", fps=fps)
     stream = stream.filter("scale", width, height)

@@ -32,6 +32,7 @@ from pathlib import Path
 import ffmpeg
 
 from v2d_core.errors import SubsampleError
+from v2d_core.media_input import ffmpeg_input
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import filters, runner
 from v2d_core.subsamplers.base import Subsampler
@@ -167,7 +168,7 @@ class TranscodeSubsampler(Subsampler):
         window = _window(spans)
         rate = filters.output_rate(self.frame, info.fps, exact=self.exact and window is not None)
         margin = 1.0 if rate is not None else 0.0  # decode past the end so the last frame slot is filled
-        source = ffmpeg.input(str(path), **filters.input_options(self.frame, window, margin=margin))
+        source = ffmpeg_input(path, **filters.input_options(self.frame, window, margin=margin))
         video = _from_zero(source.video, window, "setpts")
         if rate is not None:
             video = video.filter("fps", fps=str(rate))
@@ -194,7 +195,7 @@ class TranscodeSubsampler(Subsampler):
     ) -> list[ffmpeg.nodes.OutputStream]:
         assert self.audio_rate is not None
         window = _window(spans)
-        source = ffmpeg.input(str(path), **filters.input_options(None, window))
+        source = ffmpeg_input(path, **filters.input_options(None, window))
         audio = _from_zero(source.audio, window, "asetpts")
         options = filters.audio_output_options(self.audio_rate)
         outputs = []
@@ -250,7 +251,7 @@ def _copies(
     """Cut without re-encoding: one seeking input per span, packets copied."""
     outputs = []
     for span, target in zip(spans, targets, strict=True):
-        source = ffmpeg.input(str(path), **filters.input_options(None, span))
+        source = ffmpeg_input(path, **filters.input_options(None, span))
         streams = ([source.video] if with_video else []) + ([source.audio] if with_audio else [])
         outputs.append(ffmpeg.output(*streams, str(target), c="copy"))
     return outputs
