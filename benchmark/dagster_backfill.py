@@ -46,6 +46,7 @@ def run_cli(url_list: Path, output: Path, args: argparse.Namespace) -> float:
         sys.executable, "-m", "v2d_core.cli", f"--url_list={url_list}", f"--output_folder={output}",
         "--output_format=webdataset", f"--number_sample_per_shard={args.per_shard}",
         f"--processes_count={args.processes}", f"--thread_count={args.threads}",
+        "--allow_private_networks=True",  # the server is on 127.0.0.1
     ]  # fmt: skip
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, timeout=3600)
@@ -60,6 +61,7 @@ def write_dataset(folder: Path, url_list: Path, output_root: Path, args: argpars
         "thread_count": args.threads,
         "shards_per_run": args.shards_per_run,
         "max_retries": 0,
+        "allow_private_networks": True,  # the server is on 127.0.0.1
     }
     spec = {
         "name": NAME,

@@ -90,6 +90,7 @@ def v2d_fetch(
         f"--thread_count={threads}",
         f"--number_sample_per_shard={per_shard}",
         "--show_progress=False",
+        "--allow_private_networks=True",  # the server is on 127.0.0.1
         *extra,
     ]
     samples: list[int] = []

@@ -151,6 +151,7 @@ def download(base_url: str, videos: list[Path], args: argparse.Namespace, folder
         f"--number_sample_per_shard={args.per_shard}",
         f"--processes_count={args.processes}",
         "--thread_count=8",
+        "--allow_private_networks=True",  # the server is on 127.0.0.1
     )
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     return output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 
 from v2d_core.testing.media import make_video, make_videos
 from v2d_core.testing.server import MediaServer
+
+# Every test server listens on 127.0.0.1, which the address guard refuses by default; the
+# guard's own tests turn it back on explicitly (allow_private_networks=False).
+os.environ["V2D_ALLOW_PRIVATE_NETWORKS"] = "1"
 
 
 @pytest.fixture(scope="session")

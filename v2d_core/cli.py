@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import sys
+import traceback
 from typing import Any
 
 import fire
 
 from v2d_core.api import video2dataset
 from v2d_core.errors import V2DError
+from v2d_core.redact import redact_text
 from v2d_core.summary import summary_lines
 
 
@@ -29,8 +31,11 @@ def main() -> None:
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
-        print(f"video2dataset: error: {error}", file=sys.stderr)
+        print(f"video2dataset: error: {redact_text(str(error))}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:  # a crash: its traceback, with credentials masked
+        print(redact_text("".join(traceback.format_exception(error))), file=sys.stderr, end="")
+        sys.exit(1)
     except KeyboardInterrupt:
         print(
             "video2dataset: interrupted; finished shards are kept, run the same command to resume",

@@ -8,8 +8,10 @@ works. Unknown keys and bad values raise :class:`ConfigError` naming them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,6 +29,9 @@ INCREMENTAL_MODES = ("incremental", "overwrite", "retry_failed")
 DISTRIBUTORS = ("multiprocessing", "pyspark")
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest video frame (width x height) v2d decodes: 8K UHD either way up passes, a decompression bomb not."""
+ALLOW_PRIVATE_NETWORKS_ENV = "V2D_ALLOW_PRIVATE_NETWORKS"
+# img2dataset's default: X-Robots-Tag directives that exclude a file from the dataset
+DISALLOWED_HEADER_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 
 
 def _positive(name: str, value: float) -> None:
@@ -55,9 +60,20 @@ class YtArgs:
             )
 
 
+def private_networks_default() -> bool:
+    """``allow_private_networks`` when not given: true when ``V2D_ALLOW_PRIVATE_NETWORKS=1`` is set."""
+    return os.environ.get(ALLOW_PRIVATE_NETWORKS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReadingConfig:
-    """How samples are fetched."""
+    """How samples are fetched, and the limits and guards around each fetch.
+
+    ``allow_private_networks`` turns the address guard off (loopback, private, link-local and
+    reserved addresses are refused by default); ``allowed_networks`` lets chosen networks
+    through while it stays on. ``fetch_deadline`` bounds one url's whole fetch, every attempt
+    and yt-dlp included; ``max_duration`` (seconds, None: no limit) fails longer media.
+    """
 
     yt_args: YtArgs = field(default_factory=YtArgs)
     timeout: float = 60
@@ -66,6 +82,11 @@ class ReadingConfig:
     retry_backoff: float = 0.5
     max_file_size: int = 2 * 1024**3
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_duration: float | None = None
+    fetch_deadline: float = 1800
+    allow_private_networks: bool = field(default_factory=private_networks_default)
+    allowed_networks: Sequence[str] = ()
+    disallowed_header_directives: Sequence[str] = DISALLOWED_HEADER_DIRECTIVES
     sampler: Callable[[list[int]], list[int]] | None = None
 
     def __post_init__(self) -> None:
@@ -73,8 +94,19 @@ class ReadingConfig:
         _positive("reading.connect_timeout", self.connect_timeout)
         _positive("reading.max_file_size", self.max_file_size)
         _positive("reading.max_pixels", self.max_pixels)
+        _positive("reading.fetch_deadline", self.fetch_deadline)
+        if self.max_duration is not None:
+            _positive("reading.max_duration", self.max_duration)
         if self.retries < 0:
             raise ConfigError(f"reading.retries must be >= 0, got {self.retries}")
+        if not isinstance(self.allow_private_networks, bool):
+            raise ConfigError(
+                f"reading.allow_private_networks must be true or false, got {self.allow_private_networks!r}"
+            )
+        object.__setattr__(self, "allowed_networks", _networks(self.allowed_networks))
+        object.__setattr__(
+            self, "disallowed_header_directives", _directives(self.disallowed_header_directives)
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +221,31 @@ def _reject_unknown(name: str, data: Mapping[str, Any], known: set[str]) -> None
         raise ConfigError(
             f"unknown key(s) in {name}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
         )
+
+
+def _words(name: str, value: Any) -> list[str]:
+    """A list of strings given as a list or a comma-separated string."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, Sequence) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    return [item.strip() for item in value]
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    networks = []
+    for item in _words("reading.allowed_networks", value):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"reading.allowed_networks: {item!r} is not a network such as 10.1.0.0/16 or fd00::/8"
+            ) from None
+    return tuple(networks)
+
+
+def _directives(value: Any) -> tuple[str, ...]:
+    return tuple(item.lower() for item in _words("reading.disallowed_header_directives", value))
 
 
 def _build(kind: type, name: str, data: Any) -> Any:

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                 processes_count=2,
                 thread_count=4,
                 number_sample_per_shard=4,
+                allow_private_networks=True,  # the demo's server is on 127.0.0.1
             )
     print("\n".join(summary_lines(summary)))
     output = Path(args.output_folder)

@@ -6,11 +6,15 @@
     ├── ConfigError          bad option or value; raised before any work starts
     ├── InputError           unreadable url list, missing column
     ├── FetchError           -> status "failed_to_download"
-    │   ├── UnsupportedUrlError    not http(s), or no url at all
+    │   ├── UnsupportedUrlError    not http(s), no url at all, or a live stream
+    │   ├── RefusedUrlError        host in a private / reserved range (the address guard), or a
+    │   │                          stream yt-dlp would hand to a program the guard cannot watch
+    │   ├── OptOutError            the server opts out with an X-Robots-Tag directive
     │   ├── HTTPStatusError        4xx / 5xx after retries (transient: 5xx, 429)
     │   ├── FetchTimeoutError      connect/read timeout or stalled body (transient)
     │   ├── ConnectionLostError    reset or closed mid-body (transient)
     │   ├── TooLargeError          body over ``max_file_size``
+    │   ├── TooLongError           media longer than ``max_duration``
     │   ├── NotMediaError          empty body, HTML page, unreadable container
     │   └── YtDlpError             yt-dlp's own error, message kept verbatim (transient: network)
     ├── SubsampleError       -> status "failed_to_subsample"
@@ -25,6 +29,7 @@ the row again) in :func:`is_transient`, from the error's class.
 
 from __future__ import annotations
 
+from v2d_core.redact import redact_text
 from v2d_core.sample import Status
 
 
@@ -47,7 +52,15 @@ class FetchError(V2DError):
 
 
 class UnsupportedUrlError(FetchError):
-    """The url's scheme is not http or https."""
+    """The url's scheme is not http or https, or it is a live stream."""
+
+
+class RefusedUrlError(FetchError):
+    """The address guard refused the url: its host is in a private or reserved range."""
+
+
+class OptOutError(FetchError):
+    """The server asked, with an X-Robots-Tag directive, not to be used."""
 
 
 class HTTPStatusError(FetchError):
@@ -76,6 +89,10 @@ class ConnectionLostError(FetchError):
 
 class TooLargeError(FetchError):
     """The body is larger than the configured maximum."""
+
+
+class TooLongError(FetchError):
+    """The media lasts longer than the configured maximum."""
 
 
 class NotMediaError(FetchError):
@@ -120,8 +137,9 @@ def is_transient(error: BaseException) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    """A one-line error message for a sample row: the class name unless the message says it."""
+    """A one-line error message for a sample row (the class name unless the message says it),
+    with credentials masked."""
     message = str(error).strip() or type(error).__name__
-    if isinstance(error, V2DError):
-        return message
-    return f"{type(error).__name__}: {message}"
+    if not isinstance(error, V2DError):
+        message = f"{type(error).__name__}: {message}"
+    return redact_text(message)

@@ -18,6 +18,7 @@ import fsspec.config
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
+from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, clear_work_folders
@@ -164,7 +165,7 @@ def _run_pool(
                 if error is None:
                     summary.results.append(future.result())
                 else:
-                    failures[spec.shard_id] = f"{type(error).__name__}: {error}"
+                    failures[spec.shard_id] = redact_text(f"{type(error).__name__}: {error}")
                     progress.shard_failed(spec.shard_id)
     finally:
         events.put(None)

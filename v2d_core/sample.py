@@ -7,6 +7,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from v2d_core.redact import redact_text
+
 
 class Status(StrEnum):
     """Outcome of one sample, as written in the shard's parquet and stats."""
@@ -39,8 +41,9 @@ class Sample:
     error_transient: bool = False
 
     def record(self) -> dict[str, Any]:
-        """The sample's json / parquet row: identity, input columns, status, metadata."""
-        row: dict[str, Any] = {"url": self.url, "key": self.key}
+        """The sample's json / parquet row: identity (credentials in the url masked), input
+        columns, status, metadata."""
+        row: dict[str, Any] = {"url": redact_text(self.url), "key": self.key}
         if self.caption is not None:
             row["caption"] = self.caption
         row.update(self.extra)

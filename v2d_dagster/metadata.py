@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from v2d_core.figures import Figures
+from v2d_core.redact import redact_text
 
 
 def shard_metadata(stats: Mapping[str, Any], output_path: str) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def shard_metadata(stats: Mapping[str, Any], output_path: str) -> dict[str, Any]
         "bytes": dg.MetadataValue.int(figures.bytes),
         "seconds": dg.MetadataValue.float(round(figures.seconds, 3)),
         "videos_per_second": dg.MetadataValue.float(round(figures.videos_per_second, 3)),
-        "output_path": dg.MetadataValue.path(output_path),
+        "output_path": dg.MetadataValue.path(redact_text(output_path)),
     }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from v2d_core.errors import FetchTimeoutError, NotMediaError
 from v2d_core.ffmpeg_binary import ffmpeg_exe
+from v2d_core.media_input import input_args
 
 STDERR_TAIL_CHARS = 500
 
@@ -37,6 +38,7 @@ def _run_ffmpeg(source: Path, target: Path, codec_args: list[str], timeout: floa
         "-loglevel",
         "error",
         "-y",
+        *input_args(),
         "-i",
         str(source),
         "-map",

@@ -3,17 +3,19 @@
 Limits, per attempt:
 
 - connect: ``reading.connect_timeout``; each read: ``reading.timeout``;
-- the whole body: ``BODY_DEADLINE_FACTOR * reading.timeout`` seconds of wall clock
-  (240 s with the default 60 s timeout), so a server trickling a byte now and then
-  cannot hold a worker thread forever. Reads use ``read1`` so the deadline is
-  checked at least once per ``reading.timeout``;
-- size: ``reading.max_file_size``, by Content-Length up front and while streaming.
+- the whole attempt, headers and body: ``BODY_DEADLINE_FACTOR * reading.timeout`` seconds
+  of wall clock (240 s with the default 60 s timeout), and all attempts together
+  ``reading.fetch_deadline``: at the deadline the attempt's sockets are shut down (see
+  :class:`~v2d_core.fetch.netguard.FetchGuard`), so a server trickling a byte now and then
+  cannot hold a worker thread;
+- size: ``reading.max_file_size``, by Content-Length up front and while streaming;
+- addresses: the address guard of :mod:`v2d_core.fetch.netguard`, on every redirect;
+- opt-out: an ``X-Robots-Tag`` directive in ``reading.disallowed_header_directives``.
 
 Transient failures (5xx, 429, timeouts, connection lost mid-body) are retried
 ``reading.retries`` times with exponential backoff ``retry_backoff * 2**attempt``;
-anything else (404, too large, not media) fails at once. Each fetch uses its own
-``requests.Session`` (shared by its attempts), so threads share no state and no
-pooled socket outlives the call.
+anything else (404, too large, not media, refused) fails at once. Each attempt uses its
+own ``requests.Session``, so threads share no state and no pooled socket outlives the call.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from v2d_core.errors import (
 )
 from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
+from v2d_core.fetch.netguard import AddressPolicy, FetchGuard, guarded_session
+from v2d_core.fetch.optout import HEADER, check_opt_out
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mov", "avi", "mkv")
 AUDIO_EXTENSIONS = ("mp3", "wav", "m4a")
@@ -61,14 +65,21 @@ class HttpFetcher(Fetcher):
     def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
         self._reading = reading
         self._encode_formats = dict(encode_formats)
+        self._policy = AddressPolicy.from_reading(reading)
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url``, check it is whole media, and return its requested streams."""
         target = workdir / f"{uuid.uuid4().hex}.{direct_media_extension(url) or 'bin'}"
+        reading = self._reading
         try:
             received = self._download_with_retries(url, target)
             streams = assemble_streams(
-                [target], self._encode_formats, workdir, self._reading.timeout, self._reading.max_pixels
+                [target],
+                self._encode_formats,
+                workdir,
+                reading.timeout,
+                reading.max_pixels,
+                reading.max_duration,
             )
         except BaseException:
             target.unlink(missing_ok=True)
@@ -76,17 +87,36 @@ class HttpFetcher(Fetcher):
         return FetchResult(streams=streams, bytes_downloaded=received)
 
     def _download_with_retries(self, url: str, target: Path) -> int:
-        """Attempts share one Session (one per fetch: nothing shared across threads, no socket left open)."""
+        """Attempts until success, a permanent failure, ``retries`` or ``fetch_deadline``."""
+        deadline = time.monotonic() + self._reading.fetch_deadline
         attempt = 0
-        with requests.Session() as session:
-            while True:
-                try:
-                    return self._download_once(session, url, target)
-                except FetchError as error:
-                    if not error.transient or attempt >= self._reading.retries:
-                        raise
-                time.sleep(self._reading.retry_backoff * 2**attempt)
-                attempt += 1
+        while True:
+            limit = min(BODY_DEADLINE_FACTOR * self._reading.timeout, deadline - time.monotonic())
+            try:
+                return self._attempt(url, target, limit)
+            except FetchError as error:
+                if not error.transient or attempt >= self._reading.retries:
+                    raise
+            pause = self._reading.retry_backoff * 2**attempt
+            if time.monotonic() + pause >= deadline:
+                raise FetchTimeoutError(
+                    f"{url} not fetched within fetch_deadline ({self._reading.fetch_deadline:g}s)"
+                )
+            time.sleep(pause)
+            attempt += 1
+
+    def _attempt(self, url: str, target: Path, seconds: float) -> int:
+        """One attempt, its sockets cut after ``seconds``: a cut attempt is a timeout, whatever it raised."""
+        with FetchGuard(self._policy, seconds) as guard, guarded_session(guard) as session:
+            try:
+                received = self._download_once(session, url, target)
+            except FetchError:
+                if guard.expired:
+                    raise FetchTimeoutError(f"{url} not complete after {seconds:.3g}s") from None
+                raise
+            if guard.expired:
+                raise FetchTimeoutError(f"{url} not complete after {seconds:.3g}s")
+            return received
 
     def _download_once(self, session: requests.Session, url: str, target: Path) -> int:
         timeout = (self._reading.connect_timeout, self._reading.timeout)
@@ -96,13 +126,14 @@ class HttpFetcher(Fetcher):
             raise _request_error(error, url) from None
         with response:
             _check_response(response, url, self._reading.max_file_size)
+            check_opt_out(
+                response.raw.headers.getlist(HEADER), self._reading.disallowed_header_directives, url
+            )
             with target.open("wb") as sink:
                 return self._stream_body(response, sink, url)
 
     def _stream_body(self, response: requests.Response, sink: BinaryIO, url: str) -> int:
         """Copy the body to ``sink`` chunk by chunk; return the number of bytes received."""
-        deadline_seconds = BODY_DEADLINE_FACTOR * self._reading.timeout
-        deadline = time.monotonic() + deadline_seconds
         limit = self._reading.max_file_size
         read = getattr(response.raw, "read1", response.raw.read)
         received = 0
@@ -111,8 +142,6 @@ class HttpFetcher(Fetcher):
             if received > limit:
                 raise TooLargeError(f"body of {url} is over max_file_size ({limit} bytes)")
             sink.write(chunk)
-            if time.monotonic() > deadline:
-                raise FetchTimeoutError(f"body of {url} not complete after {deadline_seconds:g}s")
         _check_length(response, received, url)
         return received
 

@@ -1,8 +1,10 @@
 """Is a downloaded file playable media? And which requested streams does it give?
 
-:func:`check_media` opens a file with PyAV and demuxes packets (no decoding), so an
-HTML page, an empty file, an mp4 whose data was cut after a complete ``moov`` box, or
-one with no frames at all is caught here rather than by a subsampler later. When the
+:func:`check_media` opens a file with PyAV (container demuxers and local files only, see
+:mod:`v2d_core.media_input`) and demuxes packets (no decoding) within a time limit, so an
+HTML page, a playlist, an empty file, an mp4 whose data was cut after a complete ``moov``
+box, or one with no frames at all is caught here rather than by a subsampler later. It also
+measures the duration, which ``reading.max_duration`` bounds. When the
 container indexes its streams (mp4, mov) only the last second is demuxed: a cut file
 always loses its end, and reading every packet cost as much CPU as the download itself.
 A video whose declared frame size is over ``reading.max_pixels`` (a decompression bomb:
@@ -14,6 +16,7 @@ a few MB that decode to gigabytes) or unknown is refused before anything decodes
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,8 +24,11 @@ from pathlib import Path
 
 import av
 
-from v2d_core.errors import NotMediaError, TooLargeError
+from v2d_core.errors import FetchTimeoutError, NotMediaError, TooLargeError, TooLongError
 from v2d_core.fetch.audio import extract_audio
+from v2d_core.media_input import open_media
+
+DEADLINE_CHECK_PACKETS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,7 @@ class MediaInfo:
 
     has_video: bool
     has_audio: bool
+    duration: float | None = None
 
 
 def frame_size_problem(width: int, height: int, max_pixels: int) -> str | None:
@@ -42,9 +49,10 @@ def frame_size_problem(width: int, height: int, max_pixels: int) -> str | None:
     return None
 
 
-def check_media(path: Path, max_pixels: int) -> MediaInfo:
-    """Open ``path`` and demux its packets; raise :class:`NotMediaError` unless it is whole media
-    with at least one packet, and :class:`TooLargeError` if a video's frames are over ``max_pixels``."""
+def check_media(path: Path, max_pixels: int, timeout: float = 60) -> MediaInfo:
+    """Open ``path`` and demux its packets within ``timeout`` seconds; raise :class:`NotMediaError`
+    unless it is whole media with at least one packet, and :class:`TooLargeError` if a video's
+    frames are over ``max_pixels``."""
     if path.stat().st_size == 0:
         raise NotMediaError("empty body: the server sent no bytes")
     try:
@@ -52,18 +60,20 @@ def check_media(path: Path, max_pixels: int) -> MediaInfo:
     except (av.FFmpegError, NotIndexedError):
         pass
     try:
-        with av.open(str(path)) as container:
+        with open_media(path) as container:
             streams = _media_streams(container)
             if not streams:
                 raise NotMediaError(f"not media: no video or audio stream in {path.name}")
             _check_frame_sizes(streams, max_pixels)
-            counts = _demux_all(container)
+            counts, end = _demux_all(container, time.monotonic() + timeout, timeout)
             kinds = {stream.type for stream in streams if counts[stream.index]}
+            declared = container.duration / av.time_base if container.duration else None
     except av.FFmpegError as error:
         raise NotMediaError(f"not readable media: {error}") from None
     if not kinds:
         raise NotMediaError("no video or audio data: the media has no frames (zero duration)")
-    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
+    duration = max(filter(None, (declared, end)), default=None)
+    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds, duration=duration)
 
 
 class NotIndexedError(Exception):
@@ -79,14 +89,16 @@ END_TOLERANCE_SECONDS = 0.25
 
 def _check_indexed(path: Path, max_pixels: int) -> MediaInfo:
     """The fast path: open without probing, demux only the tail of an indexed container."""
-    with av.open(str(path), options=FAST_OPEN) as container:
+    with open_media(path, FAST_OPEN) as container:
         streams = _media_streams(container)
         if not streams or not all(_indexed(stream) for stream in streams):
             raise NotIndexedError(path)
         _check_frame_sizes(streams, max_pixels)
-        _demux_tail(container, streams)
+        end = _demux_tail(container, streams)
         kinds = {stream.type for stream in streams}  # inside: a closed container's streams are freed
-    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds)
+        declared = container.duration / av.time_base if container.duration else None
+    duration = max(filter(None, (declared, end)), default=None)
+    return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds, duration=duration)
 
 
 def _media_streams(container: av.container.InputContainer) -> list[av.stream.Stream]:
@@ -100,13 +112,15 @@ def _indexed(stream: av.stream.Stream) -> bool:
     return bool(stream.frames and stream.duration)
 
 
-def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> None:
-    """Seek to the last second and demux to the end; every stream's packets must reach its duration."""
+def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> float:
+    """Seek to the last second and demux to the end; every stream's packets must reach its duration.
+    Returns the latest packet end time in seconds."""
     anchor = streams[0]
     assert anchor.duration is not None and anchor.time_base is not None
     start = (anchor.start_time or 0) + anchor.duration - int(TAIL_SECONDS / anchor.time_base)
     container.seek(max(start, 0), stream=anchor, backward=True, any_frame=True)
     ends: dict[int, int] = {}
+    latest = 0.0
     for packet in container.demux():
         if packet.size == 0:
             continue
@@ -114,6 +128,7 @@ def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.
         if packet.pts is not None:
             end = packet.pts + (packet.duration or 0)
             ends[packet.stream.index] = max(ends.get(packet.stream.index, 0), end)
+            latest = max(latest, _packet_end(packet))
     for stream in streams:
         assert stream.duration is not None and stream.time_base is not None
         expected = (stream.start_time or 0) + stream.duration - int(END_TOLERANCE_SECONDS / stream.time_base)
@@ -122,6 +137,7 @@ def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.
                 f"truncated or corrupt media: {stream.type} stream {stream.index} ends before its "
                 f"indexed duration ({float(stream.duration * stream.time_base):.2f}s)"
             )
+    return latest
 
 
 def _check_packet(packet: av.Packet) -> None:
@@ -137,7 +153,7 @@ def check_video(path: Path, max_pixels: int) -> None:
     first frame: :class:`NotMediaError` unless it opens, has a video stream and a frame;
     :class:`TooLargeError` if that stream's frame size is unknown or over ``max_pixels``."""
     try:
-        with av.open(str(path)) as container:
+        with open_media(path) as container:
             videos = [stream for stream in container.streams.video if not _is_cover(stream)]
             if not videos:
                 raise NotMediaError("no video stream in the video file")
@@ -161,12 +177,19 @@ def _check_frame_sizes(streams: Sequence[av.stream.Stream], max_pixels: int) -> 
                 raise TooLargeError(problem)
 
 
-def _demux_all(container: av.container.InputContainer) -> Counter[int]:
-    """Packets per stream; a packet cut short or fewer packets than the index lists means truncation."""
+def _demux_all(
+    container: av.container.InputContainer, deadline: float, timeout: float
+) -> tuple[Counter[int], float | None]:
+    """Packets per stream and the latest packet end in seconds; a packet cut short or fewer packets
+    than the index lists means truncation."""
     counts: Counter[int] = Counter()
+    end: float | None = None
     for packet in container.demux():
         if packet.size == 0:  # PyAV's end-of-stream flush packet
             continue
+        if sum(counts.values()) % DEADLINE_CHECK_PACKETS == 0 and time.monotonic() > deadline:
+            raise FetchTimeoutError(f"checking the downloaded media took longer than {timeout:g}s")
+        end = max(end or 0.0, _packet_end(packet))
         _check_packet(packet)
         counts[packet.stream.index] += 1
     for stream in container.streams:
@@ -175,23 +198,39 @@ def _demux_all(container: av.container.InputContainer) -> Counter[int]:
                 f"truncated or corrupt media: {stream.type} stream {stream.index} has "
                 f"{counts[stream.index]} of {stream.frames} packets"
             )
-    return counts
+    return counts, end
+
+
+def _packet_end(packet: av.Packet) -> float:
+    """Seconds from its stream's start to the end of ``packet`` (0 when it has no timestamp)."""
+    if packet.pts is None or packet.time_base is None:
+        return 0.0
+    start = packet.stream.start_time or 0
+    return float((packet.pts - start + (packet.duration or 0)) * packet.time_base)
 
 
 def assemble_streams(
-    files: Iterable[Path], encode_formats: Mapping[str, str], workdir: Path, timeout: float, max_pixels: int
+    files: Iterable[Path],
+    encode_formats: Mapping[str, str],
+    workdir: Path,
+    timeout: float,
+    max_pixels: int,
+    max_duration: float | None = None,
 ) -> dict[str, Path]:
     """Check ``files`` and map each requested modality to one of them.
 
     A file with a video stream is ``video``; an audio-only file is ``audio``. When
     ``audio`` is requested but only a video file came, its audio track is extracted
     (a video without audio simply gives no audio). Files nobody asked for are deleted.
-    Raises :class:`NotMediaError` if no requested modality is present at all.
+    Raises :class:`NotMediaError` if no requested modality is present at all, and
+    :class:`TooLongError` for a file longer than ``max_duration`` seconds.
     """
     files = list(files)
     found: dict[str, tuple[Path, MediaInfo]] = {}
     for path in files:
-        info = check_media(path, max_pixels)
+        info = check_media(path, max_pixels, timeout)
+        if max_duration is not None and info.duration is not None and info.duration > max_duration:
+            raise TooLongError(f"media lasts {info.duration:.1f}s, over max_duration ({max_duration:g}s)")
         found.setdefault("video" if info.has_video else "audio", (path, info))
     streams = {kind: path for kind, (path, _) in found.items() if kind in encode_formats}
     if "audio" in encode_formats and "audio" not in streams and "video" in found:

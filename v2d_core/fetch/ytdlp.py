@@ -6,9 +6,11 @@ One ``extract_info(download=True)`` call both downloads and gives the metadata.
 Formats follow video2dataset 1.3.0: the smallest mp4 at least ``download_size`` high
 for video, an m4a at least ``download_audio_rate`` for audio; when audio is asked but
 no audio-only format exists, the audio track is extracted from the video.
-Limits: ``socket_timeout = reading.timeout`` per read and ``reading.max_file_size``
-(a progress hook); there is no overall wall-clock deadline here, as page downloads
-are often large and throttled.
+Limits: ``socket_timeout = reading.timeout`` per read, ``reading.max_file_size`` (a
+progress hook), ``reading.max_duration`` (yt-dlp's ``match_filter``, before downloading)
+and ``reading.fetch_deadline`` for the whole call: every connection goes through a
+:class:`~v2d_core.fetch.netguard.FetchGuard` (address guard and deadline, see
+:mod:`v2d_core.fetch.ytdlp_network`), which cuts them when the deadline passes.
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ import yt_dlp.networking.exceptions
 import yt_dlp.utils
 
 from v2d_core.config import ReadingConfig, YtArgs
-from v2d_core.errors import ConfigError, TooLargeError, YtDlpError
+from v2d_core.errors import (
+    ConfigError,
+    FetchTimeoutError,
+    RefusedUrlError,
+    TooLargeError,
+    TooLongError,
+    YtDlpError,
+)
 from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
+from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
+from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL, remember_secrets
 from v2d_core.ffmpeg_binary import ffmpeg_exe
+from v2d_core.redact import redact_mapping, redact_text
 
 LOGGER = logging.getLogger(__name__)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -41,8 +53,8 @@ DROPPED_INFO_KEYS = (
     "subtitles",
     "automatic_captions",
     "requested_formats",
-    "http_headers",
 )
+SECRET_INFO_KEYS = frozenset({"cookies", "http_headers"})  # yt-dlp puts cookie values in "cookies"
 NOT_YTDLP_KEYS = frozenset({"get_info", "writealllangs"})
 OUTPUT_TEMPLATE = "media.f%(format_id)s.%(ext)s"
 
@@ -86,19 +98,22 @@ class YtDlpFetcher(Fetcher):
         cookiefile = reading.yt_args.ytdl_options.get("cookiefile", reading.yt_args.cookiefile)
         if cookiefile is not None and not Path(cookiefile).is_file():
             raise ConfigError(f"reading.yt_args.cookiefile {cookiefile!r} is not a readable file")
+        remember_secrets(reading.yt_args)
         self._reading = reading
         self._encode_formats = dict(encode_formats)
         self._metadata_args = dict(reading.yt_args.yt_metadata_args or {})
+        self._policy = AddressPolicy.from_reading(reading)
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url`` with yt-dlp into a fresh folder under ``workdir``."""
         folder = Path(tempfile.mkdtemp(prefix="ytdlp-", dir=workdir))
+        reading = self._reading
         try:
             info, metadata = self._download(url, folder)
             files = _downloaded_files(info)
             received = sum(path.stat().st_size for path in files)
             streams = assemble_streams(
-                files, self._encode_formats, folder, self._reading.timeout, self._reading.max_pixels
+                files, self._encode_formats, folder, reading.timeout, reading.max_pixels, reading.max_duration
             )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -106,16 +121,27 @@ class YtDlpFetcher(Fetcher):
         return FetchResult(streams=streams, bytes_downloaded=received, metadata=metadata)
 
     def _download(self, url: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-        """One extract_info call: the info dict of the downloaded video and our metadata."""
-        try:
-            with yt_dlp.YoutubeDL(self._params(folder)) as ydl:
-                info = _single_entry(ydl.extract_info(url, download=True))
-                return info, self._metadata(ydl, info)
-        except yt_dlp.utils.YoutubeDLError as error:
-            causes = _causes(error)
-            _close_responses(causes)
-            message, transient = _clean_message(error), any(map(_is_transient, causes))
+        """One extract_info call under the fetch's guard: the downloaded video's info and our metadata."""
+        deadline = self._reading.fetch_deadline
+        late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
+        with FetchGuard(self._policy, deadline) as guard:
+            try:
+                with GuardedYoutubeDL(self._params(folder), guard=guard) as ydl:
+                    info = _single_entry(ydl.extract_info(url, download=True))
+                    result = info, self._metadata(ydl, info)
+            except yt_dlp.utils.YoutubeDLError as error:
+                causes = _causes(error)
+                _close_responses(causes)
+                message, transient = _clean_message(error), any(map(_is_transient, causes))
+            else:
+                if guard.expired:  # a cut connection can look like a finished body
+                    raise FetchTimeoutError(late)
+                return result
         # Raised outside the except block so that no context keeps yt-dlp's objects alive.
+        if guard.expired:
+            raise FetchTimeoutError(late)
+        if guard.refusal is not None:
+            raise RefusedUrlError(guard.refusal)
         raise YtDlpError(message, transient=transient)
 
     def _params(self, folder: Path) -> dict[str, Any]:
@@ -138,6 +164,8 @@ class YtDlpFetcher(Fetcher):
             "progress_hooks": [functools.partial(_check_size, limit=self._reading.max_file_size)],
             "ffmpeg_location": ffmpeg_exe(),
         }
+        if self._reading.max_duration is not None:
+            params["match_filter"] = functools.partial(_check_duration, limit=self._reading.max_duration)
         optional = {"cookiefile": yt_args.cookiefile, "proxy": yt_args.proxy}
         params.update({key: value for key, value in optional.items() if value is not None})
         if self._metadata_args:
@@ -163,16 +191,16 @@ class _Logger:
     """Sends yt-dlp's output to logging at debug level instead of the terminal."""
 
     def debug(self, message: str) -> None:
-        LOGGER.debug("%s", message)
+        LOGGER.debug("%s", redact_text(message))
 
     def info(self, message: str) -> None:
-        LOGGER.debug("%s", message)
+        LOGGER.debug("%s", redact_text(message))
 
     def warning(self, message: str) -> None:
-        LOGGER.debug("%s", message)
+        LOGGER.debug("%s", redact_text(message))
 
     def error(self, message: str) -> None:
-        LOGGER.debug("%s", message)
+        LOGGER.debug("%s", redact_text(message))
 
 
 def _clean_message(error: BaseException) -> str:
@@ -232,6 +260,13 @@ def _check_size(progress: Mapping[str, Any], *, limit: int) -> None:
         raise TooLargeError(f"download is {size} bytes, over max_file_size ({limit} bytes)")
 
 
+def _check_duration(info: Mapping[str, Any], *, incomplete: bool, limit: float) -> None:
+    """yt-dlp match filter: fail a video whose announced duration is over ``limit``, before downloading."""
+    duration = info.get("duration")
+    if isinstance(duration, int | float) and duration > limit:
+        raise TooLongError(f"video lasts {duration:g}s, over max_duration ({limit:g}s)")
+
+
 def _downloaded_files(info: dict[str, Any]) -> list[Path]:
     """The media files yt-dlp wrote."""
     downloads = info.get("requested_downloads") or []
@@ -243,11 +278,21 @@ def _downloaded_files(info: dict[str, Any]) -> list[Path]:
 
 
 def trim_info(info: dict[str, Any]) -> dict[str, Any]:
-    """yt-dlp's info dict made json-serializable, without formats, thumbnails, subtitles, headers."""
+    """yt-dlp's info dict made json-serializable, without formats, thumbnails, subtitles,
+    headers and cookies, credentials in its strings masked."""
     clean = yt_dlp.YoutubeDL.sanitize_info(dict(info), remove_private_keys=True)
     for key in DROPPED_INFO_KEYS:
         clean.pop(key, None)
-    return clean
+    return redact_mapping(_without(clean, SECRET_INFO_KEYS))
+
+
+def _without(value: Any, keys: frozenset[str]) -> Any:
+    """``value`` with ``keys`` removed from every mapping nested in it."""
+    if isinstance(value, dict):
+        return {key: _without(item, keys) for key, item in value.items() if key not in keys}
+    if isinstance(value, list):
+        return [_without(item, keys) for item in value]
+    return value
 
 
 def _wants_subtitles(args: Mapping[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import av
 
 from v2d_core.errors import FFmpegError, SubsampleTimeoutError
+from v2d_core.media_input import open_media
 
 DEADLINE_CHECK_PACKETS = 256
 
@@ -35,7 +36,7 @@ class MediaInfo:
 
 def _open(path: Path, what: str) -> av.container.InputContainer:
     try:
-        return av.open(str(path))
+        return open_media(path)
     except (av.FFmpegError, OSError, ValueError) as error:
         raise FFmpegError(f"cannot read {what}: {error}") from None
 

@@ -19,6 +19,7 @@ import numpy as np
 from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import FFmpegError, SubsampleTimeoutError
 from v2d_core.ffmpeg_binary import ffmpeg_exe
+from v2d_core.media_input import ffmpeg_input
 
 STDERR_TAIL_CHARS = 600
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
@@ -66,7 +67,7 @@ def read_frames(
     The whole iteration, consumer's time included, is limited to ``timeout`` seconds; frames
     over ``max_pixels`` are not decoded (ffmpeg fails).
     """
-    stream = ffmpeg.input(str(path), max_pixels=max_pixels).video
+    stream = ffmpeg_input(path, max_pixels=max_pixels).video
     if fps is not None:
         stream = stream.filter("fps", fps=fps)
     stream = stream.filter("scale", width, height)

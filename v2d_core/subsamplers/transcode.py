@@ -33,6 +33,7 @@ import ffmpeg
 
 from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
+from v2d_core.media_input import ffmpeg_input
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import filters, runner
 from v2d_core.subsamplers.base import Subsampler
@@ -172,7 +173,7 @@ class TranscodeSubsampler(Subsampler):
         margin = 1.0 if rate is not None else 0.0  # decode past the end so the last frame slot is filled
         options = filters.input_options(self.frame, window, margin=margin)
         # ffmpeg's own cap also stops a stream whose later frames are larger than its header says
-        source = ffmpeg.input(str(path), max_pixels=self.max_pixels, **options)
+        source = ffmpeg_input(path, max_pixels=self.max_pixels, **options)
         video = _from_zero(source.video, window, "setpts")
         if rate is not None:
             video = video.filter("fps", fps=str(rate))
@@ -199,7 +200,7 @@ class TranscodeSubsampler(Subsampler):
     ) -> list[ffmpeg.nodes.OutputStream]:
         assert self.audio_rate is not None
         window = _window(spans)
-        source = ffmpeg.input(str(path), **filters.input_options(None, window))
+        source = ffmpeg_input(path, **filters.input_options(None, window))
         audio = _from_zero(source.audio, window, "asetpts")
         options = filters.audio_output_options(self.audio_rate)
         outputs = []
@@ -255,7 +256,7 @@ def _copies(
     """Cut without re-encoding: one seeking input per span, packets copied."""
     outputs = []
     for span, target in zip(spans, targets, strict=True):
-        source = ffmpeg.input(str(path), **filters.input_options(None, span))
+        source = ffmpeg_input(path, **filters.input_options(None, span))
         streams = ([source.video] if with_video else []) + ([source.audio] if with_audio else [])
         outputs.append(ffmpeg.output(*streams, str(target), c="copy"))
     return outputs

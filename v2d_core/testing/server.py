@@ -7,16 +7,25 @@ Routes (``name`` is a file under the served folder):
 - ``/delay/{s}/{name}``       the file after waiting ``s`` seconds (a slow origin)
 - ``/flaky/{n}/{name}``        answers 503 the first ``n`` times for this path, then the file
 - ``/stall/{name}``            sends headers, then no body until the client gives up
+- ``/trickle/{name}``          sends headers, then the body one byte a second
+- ``/slowheaders/{name}``      sends the status line, then the headers one byte a second
 - ``/reset/{name}``            sends headers and half the body, then resets the connection
 - ``/truncated/{name}``        the first third of the file, as if it were complete
 - ``/empty/{name}``            200 with an empty body
 - ``/page/{name}``             an HTML page with no video
 - ``/embed/{name}``            an HTML page whose ``<video>`` plays ``/files/{name}`` (for yt-dlp)
+- ``/embedurl?src={url}``      an HTML page whose ``<video>`` plays ``url`` (percent-encoded)
+- ``/jsonld/{s}/{name}``       an HTML page announcing (schema.org JSON-LD) a video of ``s`` seconds
+                               at ``/files/{name}``
+- ``/redirect/{url}``          302 to ``url`` (percent-encoded, e.g. ``quote(target, safe="")``)
+- ``/robots/{tags}/{name}``    the file with the header ``X-Robots-Tag: {tags}`` (percent-encoded)
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
+import json
 import socket
 import struct
 import threading
@@ -24,6 +33,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 STALL_LIMIT_SECONDS = 30.0
 
@@ -100,6 +110,50 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.server.stopping.wait(STALL_LIMIT_SECONDS)
 
+    def _route_trickle(self, name: str) -> None:
+        body = self._file(name)
+        if body is None:
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            if self.server.stopping.wait(1.0):
+                return
+
+    def _route_slowheaders(self, name: str) -> None:
+        body = self._file(name)
+        if body is None:
+            return
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for byte in f"Content-Type: video/mp4\r\nContent-Length: {len(body)}\r\n\r\n".encode():
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            if self.server.stopping.wait(1.0):
+                return
+        self.wfile.write(body)
+
+    def _route_redirect(self, target: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", unquote(target))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _route_robots(self, rest: str) -> None:
+        tags, _, name = rest.partition("/")
+        body = self._file(name)
+        if body is None:
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Robots-Tag", unquote(tags))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _route_reset(self, name: str) -> None:
         body = self._file(name)
         if body is None:
@@ -132,6 +186,29 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(200, page.encode(), "text/html")
 
+    def _route_jsonld(self, rest: str) -> None:
+        seconds, _, name = rest.partition("/")
+        video = {
+            "@context": "https://schema.org",
+            "@type": "VideoObject",
+            "name": name,
+            "contentUrl": f"http://{self.headers['Host']}/files/{name}",
+            "duration": f"PT{int(seconds)}S",
+        }
+        page = (
+            "<!doctype html><html><head><title>A video</title>"
+            f'<script type="application/ld+json">{json.dumps(video)}</script></head><body></body></html>'
+        )
+        self._send(200, page.encode(), "text/html")
+
+    def _route_embedurl(self, rest: str) -> None:
+        source = parse_qs(urlsplit(self.path).query).get("src", [""])[0]
+        page = (
+            "<!doctype html><html><head><title>Embedded video</title></head><body>"
+            f'<video controls><source src="{html.escape(source)}" type="video/mp4"></video></body></html>'
+        )
+        self._send(200, page.encode(), "text/html")
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -159,6 +236,10 @@ class MediaServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def embed_url(self, source: str) -> str:
+        """URL of a page whose ``<video>`` plays ``source`` (for yt-dlp)."""
+        return f"{self.base_url}/embedurl?src={quote(source, safe='')}"
 
     def url(self, route: str, name: str) -> str:
         """URL of ``name`` through ``route`` (``files``, ``status/404``, ``flaky/2``...)."""

@@ -14,6 +14,7 @@ its materializations, staleness compares the data versions of its observations.
 
 import dagster as dg
 
+from v2d_core.redact import redact_text
 from v2d_dagster.plan import cut_plan, read_plan, save_plan
 from v2d_dagster.spec import DatasetSpec, plan_version
 
@@ -38,7 +39,7 @@ def build_shard_inputs(dataset: DatasetSpec, partitions: dg.PartitionsDefinition
         deps=[shard_plan_key(dataset)],
         partitions_def=partitions,
         group_name=dataset.name,
-        description=description,
+        description=redact_text(description),
         kinds=kinds,
     )
     return dg.AssetsDefinition(specs=[spec])
@@ -56,7 +57,7 @@ def build_shard_plan(dataset: DatasetSpec, partitions: dg.DynamicPartitionsDefin
         code_version=plan_version(job),
         description=f"Cuts {dataset.name}'s input into shards; one `{partitions.name}` partition each.",
         kinds={"arrow"},
-        metadata={"url_list": str(dataset.url_list), "shard_input_dir": shard_dir},
+        metadata={"url_list": redact_text(str(dataset.url_list)), "shard_input_dir": redact_text(shard_dir)},
     )
     def shard_plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         before = read_plan(shard_dir, missing_ok=True)
@@ -83,7 +84,7 @@ def build_shard_plan(dataset: DatasetSpec, partitions: dg.DynamicPartitionsDefin
                 "changed_shards": len(changed),
                 "first_new": new[0] if new else "",
                 "last_new": new[-1] if new else "",
-                "shard_input_dir": dg.MetadataValue.path(shard_dir),
+                "shard_input_dir": dg.MetadataValue.path(redact_text(shard_dir)),
                 "plan_digest": plan.version,
             },
             # No data version of its own: every shard depends on this one asset, so a new

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
+from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
@@ -103,6 +104,7 @@ def build_shard_stage(
     settings = dataset.stages[stage]
     job = dataset.job(stage)
     key = stage_key(dataset, stage)
+    shown_folder = redact_text(job.output_folder)
     with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
         check_specs = [
@@ -114,11 +116,11 @@ def build_shard_stage(
     spec = dg.AssetSpec(
         key,
         deps=[upstream],
-        description=f"{dataset.name}: the {stage} stage, one partition per shard, in {job.output_folder}.",
+        description=f"{dataset.name}: the {stage} stage, one partition per shard, in {shown_folder}.",
         group_name=dataset.name,
         code_version=stage_version(job),
         kinds={"video", settings.output_format},
-        metadata={"output_folder": job.output_folder, "output_format": job.output_format},
+        metadata={"output_folder": shown_folder, "output_format": job.output_format},
         tags={"v2d/stage": stage},
         # Runs only while the dataset's automation sensor runs (``automation: true``).
         automation_condition=dg.AutomationCondition.eager(),
@@ -158,7 +160,7 @@ def shard_specs(resolve: ShardResolver, job: JobConfig, partitions: Sequence[str
     try:
         return resolve(job, partitions)
     except InputError as error:  # no plan, or a shard it does not have: retrying will not help
-        raise dg.Failure(description=str(error), allow_retries=False) from error
+        raise dg.Failure(description=redact_text(str(error)), allow_retries=False) from None
 
 
 def run_stage(
@@ -175,8 +177,8 @@ def run_stage(
         else:
             summary = run_shards(todo, job)
             results, failures = summary.results, summary.failed_shards
-    except (ConfigError, InputError) as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from error
+    except (ConfigError, InputError) as error:  # the message says it all; no traceback to leak secrets
+        raise dg.Failure(description=redact_text(str(error)), allow_retries=False) from None
     if failures:
         lines = [f"{job.shard_name(shard_id)}: {error}" for shard_id, error in sorted(failures.items())]
         raise dg.Failure(

@@ -1,0 +1,110 @@
+"""Credentials stay out of everything v2d records: messages, logs, rows, stats, Dagster metadata.
+
+:func:`redact_text` masks, with ``***``:
+
+- the user-info of every url in the text (``https://user:pw@host`` and ``s3://KEY:SECRET@bucket``
+  become ``https://***@host`` and ``s3://***@bucket``);
+- query parameters that carry credentials (``X-Amz-Signature``, ``sig``, ``token``, ``api_key``...),
+  ``Authorization:`` / ``Cookie:`` header values and ``password=...``-style pairs;
+- every value :func:`remember` was given in this process (the cookie values of a cookie file,
+  a proxy's password, yt-dlp passwords), wherever it shows up.
+
+:func:`redact_mapping` does the same for a config-like mapping, and masks whole values under
+secret-sounding keys (``password``, ``secret``, ``token``, ``key`` of fsspec storage options...).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+MASK = "***"
+MIN_SECRET_CHARS = 6  # shorter remembered values ("1", "yes") would mask ordinary words
+
+SECRET_KEY = re.compile(
+    r"^key$|password|passwd|passphrase|secret|token|credential|cookie|authorization|api_?key|"
+    r"access_?key|account_?key|private_?key|signature|connection_?string",
+    re.IGNORECASE,
+)
+SECRET_PARAMS = (
+    "sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
+    "x-goog-credential|token|access_token|id_token|refresh_token|auth|api_key|apikey|key|"
+    "password|passwd|secret|client_secret|sas_token"
+)
+PATTERNS = (
+    # user-info of a url: scheme://user:password@host
+    (re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^/?#\s@'\"<>]+@", re.IGNORECASE), rf"\1{MASK}@"),
+    # credential-carrying query parameters
+    (re.compile(rf"([?&;](?:{SECRET_PARAMS})=)[^&#\s'\"<>]*", re.IGNORECASE), rf"\1{MASK}"),
+    # header lines
+    (
+        re.compile(r"\b(authorization|proxy-authorization|cookie|set-cookie)(\s*[:=]\s*)[^\r\n]*", re.I),
+        rf"\1\2{MASK}",
+    ),
+    # "password": "value" and password=value
+    (re.compile(r"(\"(?:password|passwd|secret|token|api_key)\"\s*:\s*\")[^\"]*", re.I), rf"\1{MASK}"),
+    (re.compile(r"\b((?:password|passwd|secret|api_key)\s*[=:]\s*)[^\s,;'\"&]+", re.I), rf"\1{MASK}"),
+)
+
+_known: set[str] = set()
+_lock = threading.Lock()
+
+
+def remember(values: Iterable[str | None]) -> None:
+    """Mask these values in every later :func:`redact_text` of this process (short ones are ignored)."""
+    fresh = {value for value in values if isinstance(value, str) and len(value) >= MIN_SECRET_CHARS}
+    with _lock:
+        _known.update(fresh)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with credentials in urls, headers and remembered values replaced by ``***``."""
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for value in known:
+        text = text.replace(value, MASK)
+    for pattern, replacement in PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_mapping(value: Any) -> Any:
+    """A copy of ``value`` (mappings, lists, strings nested) with secret keys' values masked and
+    every string passed through :func:`redact_text`."""
+    if isinstance(value, Mapping):
+        return {key: MASK if _secret_key(key) and value[key] else redact_mapping(value[key]) for key in value}
+    if isinstance(value, list | tuple):
+        return [redact_mapping(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+def secret_values(value: Any) -> Iterator[str]:
+    """The strings found under secret-sounding keys anywhere in ``value`` (for :func:`remember`)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if _secret_key(key):
+                yield from _strings(item)
+            else:
+                yield from secret_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from secret_values(item)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _secret_key(key: object) -> bool:
+    return isinstance(key, str) and bool(SECRET_KEY.search(key))
