@@ -29,7 +29,7 @@ from v2d_core.errors import (
 )
 from v2d_core.fetch import FetchResult, YtDlpFetcher, direct_media_extension, make_fetcher
 from v2d_core.fetch.audio import extract_audio
-from v2d_core.fetch.media_check import MediaInfo, check_media
+from v2d_core.fetch.media_check import check_media
 from v2d_core.fetch.ytdlp import parse_webvtt
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.testing.media import make_video
@@ -122,7 +122,7 @@ def test_mp4_cut_anywhere_is_caught(tmp_path: Path, kept: float) -> None:
     cut = tmp_path / "cut.mp4"
     data = whole.read_bytes()
     cut.write_bytes(data[: int(len(data) * kept)])
-    assert check_media(whole, DEFAULT_MAX_PIXELS) == MediaInfo(has_video=True, has_audio=True)
+    assert check_media(whole, DEFAULT_MAX_PIXELS).duration == pytest.approx(3.0, abs=0.1)
     with pytest.raises(NotMediaError, match="truncated or corrupt media"):
         check_media(cut, DEFAULT_MAX_PIXELS)
 
@@ -149,10 +149,12 @@ def test_unindexed_and_audio_only_media_are_accepted(tmp_path: Path) -> None:
         check=True,
         timeout=60,
     )
-    assert check_media(webm, DEFAULT_MAX_PIXELS) == MediaInfo(has_video=True, has_audio=False)
+    webm_info = check_media(webm, DEFAULT_MAX_PIXELS)
+    assert (webm_info.has_video, webm_info.has_audio) == (True, False)
     audio = make_video(tmp_path / "tone.mp4", seconds=1.0)
     m4a = extract_audio(audio, "m4a", tmp_path, timeout=60)
-    assert check_media(m4a, DEFAULT_MAX_PIXELS) == MediaInfo(has_video=False, has_audio=True)
+    m4a_info = check_media(m4a, DEFAULT_MAX_PIXELS)
+    assert (m4a_info.has_video, m4a_info.has_audio) == (False, True)
 
 
 def test_empty_body_is_not_media(media_server: MediaServer, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import stats, status_rows, write_csv
 from v2d_core import video2dataset
-from v2d_core.config import ReadingConfig, YtArgs
+from v2d_core.config import DEFAULT_MAX_PIXELS, ReadingConfig, YtArgs
 from v2d_core.errors import (
     ConfigError,
     FetchError,
@@ -249,7 +249,7 @@ def concat_list(folder: Path, secret: Path) -> Path:
 
 
 OPENERS: dict[str, Callable[[Path, Path], object]] = {
-    "check_media": lambda path, _: check_media(path),
+    "check_media": lambda path, _: check_media(path, DEFAULT_MAX_PIXELS),
     "media_info": lambda path, _: media_info(path),
     "probe": lambda path, _: probe(path, keyframes=True, timeout=30),
     "transcode": lambda path, out: runner.run(

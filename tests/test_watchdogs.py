@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import stats, status_rows, write_csv
 from v2d_core import video2dataset
-from v2d_core.config import ReadingConfig
+from v2d_core.config import DEFAULT_MAX_PIXELS, ReadingConfig
 from v2d_core.errors import FetchTimeoutError, SubsampleTimeoutError, TooLongError, V2DError
 from v2d_core.fetch import Fetcher, YtDlpFetcher, make_fetcher
 from v2d_core.fetch.audio import extract_audio
@@ -144,9 +144,9 @@ def test_a_hung_ffmpeg_is_killed_at_its_timeout(
 
 
 def test_checking_a_download_has_a_time_limit(media_dir: Path) -> None:
-    assert check_media(media_dir / VIDEO, timeout=30).has_video
+    assert check_media(media_dir / VIDEO, DEFAULT_MAX_PIXELS, timeout=30).has_video
     with pytest.raises(FetchTimeoutError, match="checking the downloaded media took longer than"):
-        check_media(media_dir / VIDEO, timeout=1e-9)
+        check_media(media_dir / VIDEO, DEFAULT_MAX_PIXELS, timeout=1e-9)
 
 
 @pytest.mark.parametrize("route", ["files", "embed"])

@@ -37,6 +37,10 @@ def ffmpeg_input(path: Path, **options: Any) -> ffmpeg.nodes.FilterableStream:
     return ffmpeg.input(str(path), **INPUT_OPTIONS, **options)
 
 
-def open_media(path: Path, options: Mapping[str, str] | None = None) -> av.container.InputContainer:
-    """PyAV's ``av.open`` of a local media file, with the whitelists and any further demuxer ``options``."""
-    return av.open(str(path), container_options={**INPUT_OPTIONS, **(options or {})})
+def open_media(
+    path: Path, options: Mapping[str, str] | None = None, max_pixels: int | None = None
+) -> av.container.InputContainer:
+    """PyAV's ``av.open`` of a local media file, with the whitelists and any further demuxer
+    ``options``; ``max_pixels`` caps the frames the decoders PyAV opens to probe the streams may make."""
+    decoder_options = {} if max_pixels is None else {"max_pixels": str(max_pixels)}
+    return av.open(str(path), options=decoder_options, container_options={**INPUT_OPTIONS, **(options or {})})

@@ -59,6 +59,11 @@ def remember(values: Iterable[str | None]) -> None:
         _known.update(fresh)
 
 
+def redact_url(url: str | None) -> str | None:
+    """:func:`redact_text` of a sample's url, which a bad input row may leave empty."""
+    return None if url is None else redact_text(url)
+
+
 def redact_text(text: str) -> str:
     """``text`` with credentials in urls, headers and remembered values replaced by ``***``."""
     with _lock:

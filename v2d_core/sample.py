@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from v2d_core.redact import redact_text
+from v2d_core.redact import redact_url
 
 
 class Status(StrEnum):
@@ -43,7 +43,7 @@ class Sample:
     def record(self) -> dict[str, Any]:
         """The sample's json / parquet row: identity (credentials in the url masked), input
         columns, status, metadata."""
-        row: dict[str, Any] = {"url": redact_text(self.url), "key": self.key}
+        row: dict[str, Any] = {"url": redact_url(self.url), "key": self.key}
         if self.caption is not None:
             row["caption"] = self.caption
         row.update(self.extra)

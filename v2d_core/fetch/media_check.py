@@ -56,11 +56,11 @@ def check_media(path: Path, max_pixels: int, timeout: float = 60) -> MediaInfo:
     if path.stat().st_size == 0:
         raise NotMediaError("empty body: the server sent no bytes")
     try:
-        return _check_indexed(path, max_pixels)
+        return _check_indexed(path, max_pixels, time.monotonic() + timeout, timeout)
     except (av.FFmpegError, NotIndexedError):
         pass
     try:
-        with open_media(path) as container:
+        with open_media(path, max_pixels=max_pixels) as container:
             streams = _media_streams(container)
             if not streams:
                 raise NotMediaError(f"not media: no video or audio stream in {path.name}")
@@ -87,14 +87,14 @@ TAIL_SECONDS = 1.0
 END_TOLERANCE_SECONDS = 0.25
 
 
-def _check_indexed(path: Path, max_pixels: int) -> MediaInfo:
+def _check_indexed(path: Path, max_pixels: int, deadline: float, timeout: float) -> MediaInfo:
     """The fast path: open without probing, demux only the tail of an indexed container."""
     with open_media(path, FAST_OPEN) as container:
         streams = _media_streams(container)
         if not streams or not all(_indexed(stream) for stream in streams):
             raise NotIndexedError(path)
         _check_frame_sizes(streams, max_pixels)
-        end = _demux_tail(container, streams)
+        end = _demux_tail(container, streams, deadline, timeout)
         kinds = {stream.type for stream in streams}  # inside: a closed container's streams are freed
         declared = container.duration / av.time_base if container.duration else None
     duration = max(filter(None, (declared, end)), default=None)
@@ -112,7 +112,9 @@ def _indexed(stream: av.stream.Stream) -> bool:
     return bool(stream.frames and stream.duration)
 
 
-def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> float:
+def _demux_tail(
+    container: av.container.InputContainer, streams: list[av.stream.Stream], deadline: float, timeout: float
+) -> float:
     """Seek to the last second and demux to the end; every stream's packets must reach its duration.
     Returns the latest packet end time in seconds."""
     anchor = streams[0]
@@ -121,9 +123,10 @@ def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.
     container.seek(max(start, 0), stream=anchor, backward=True, any_frame=True)
     ends: dict[int, int] = {}
     latest = 0.0
-    for packet in container.demux():
+    for count, packet in enumerate(container.demux()):
         if packet.size == 0:
             continue
+        _check_deadline(count, deadline, timeout)
         _check_packet(packet)
         if packet.pts is not None:
             end = packet.pts + (packet.duration or 0)
@@ -140,6 +143,12 @@ def _demux_tail(container: av.container.InputContainer, streams: list[av.stream.
     return latest
 
 
+def _check_deadline(packets: int, deadline: float, timeout: float) -> None:
+    """Every few packets: the check has run past its time limit."""
+    if packets % DEADLINE_CHECK_PACKETS == 0 and time.monotonic() > deadline:
+        raise FetchTimeoutError(f"checking the downloaded media took longer than {timeout:g}s")
+
+
 def _check_packet(packet: av.Packet) -> None:
     if packet.is_corrupt:
         raise NotMediaError(
@@ -153,15 +162,25 @@ def check_video(path: Path, max_pixels: int) -> None:
     first frame: :class:`NotMediaError` unless it opens, has a video stream and a frame;
     :class:`TooLargeError` if that stream's frame size is unknown or over ``max_pixels``."""
     try:
-        with open_media(path) as container:
-            videos = [stream for stream in container.streams.video if not _is_cover(stream)]
-            if not videos:
-                raise NotMediaError("no video stream in the video file")
-            _check_frame_sizes(videos, max_pixels)
-            if not any(packet.size for packet in container.demux(videos[0])):
-                raise NotMediaError("no video data: the video has no frames (zero duration)")
+        try:  # the header's frame size, read before any decoder runs
+            _check_first_video_packet(open_media(path, FAST_OPEN), max_pixels, probed=False)
+        except (av.FFmpegError, NotIndexedError):
+            _check_first_video_packet(open_media(path, max_pixels=max_pixels), max_pixels, probed=True)
     except av.FFmpegError as error:
         raise NotMediaError(f"not readable media: {error}") from None
+
+
+def _check_first_video_packet(container: av.container.InputContainer, max_pixels: int, probed: bool) -> None:
+    """Frame size and first packet; without probing, a size missing from the header is not an answer."""
+    with container:
+        videos = [stream for stream in container.streams.video if not _is_cover(stream)]
+        if not videos:
+            raise NotMediaError("no video stream in the video file")
+        if not probed and videos[0].codec_context.width <= 0:
+            raise NotIndexedError("frame size not in the header")
+        _check_frame_sizes(videos, max_pixels)
+        if not any(packet.size for packet in container.demux(videos[0])):
+            raise NotMediaError("no video data: the video has no frames (zero duration)")
 
 
 def _is_cover(stream: av.stream.Stream) -> bool:
@@ -187,8 +206,7 @@ def _demux_all(
     for packet in container.demux():
         if packet.size == 0:  # PyAV's end-of-stream flush packet
             continue
-        if sum(counts.values()) % DEADLINE_CHECK_PACKETS == 0 and time.monotonic() > deadline:
-            raise FetchTimeoutError(f"checking the downloaded media took longer than {timeout:g}s")
+        _check_deadline(sum(counts.values()), deadline, timeout)
         end = max(end or 0.0, _packet_end(packet))
         _check_packet(packet)
         counts[packet.stream.index] += 1

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from v2d_core.errors import InputError
-from v2d_core.redact import redact_text
+from v2d_core.redact import redact_url
 from v2d_core.sample import Sample, Status
 from v2d_core.writers.base import ShardTarget, ShardWriter
 from v2d_core.writers.commit import TempOutputs
@@ -56,7 +56,7 @@ def status_schema(input_schema: pa.Schema) -> pa.Schema:
 def status_row(sample: Sample, input_schema: pa.Schema) -> dict[str, Any]:
     """One sample's status parquet row, with the input columns taken from the sample (credentials
     in the url masked)."""
-    known = {"url": redact_text(sample.url), "caption": sample.caption}
+    known = {"url": redact_url(sample.url), "caption": sample.caption}
     row = {name: known[name] if name in known else sample.extra.get(name) for name in input_schema.names}
     row["key"] = sample.key
     row["status"] = str(sample.status)
