@@ -45,7 +45,7 @@ def run_cli(url_list: Path, output: Path, args: argparse.Namespace) -> float:
     command = [
         sys.executable, "-m", "v2d_core.cli", f"--url_list={url_list}", f"--output_folder={output}",
         "--output_format=webdataset", f"--number_sample_per_shard={args.per_shard}",
-        f"--processes_count={args.processes}", f"--thread_count={args.threads}",
+        f"--processes_count={args.processes}", f"--thread_count={args.threads}", f"--config={args.config}",
         "--allow_private_networks=True",  # the server is on 127.0.0.1
     ]  # fmt: skip
     started = time.perf_counter()
@@ -62,6 +62,7 @@ def write_dataset(folder: Path, url_list: Path, output_root: Path, args: argpars
         "shards_per_run": args.shards_per_run,
         "max_retries": 0,
         "allow_private_networks": True,  # the server is on 127.0.0.1
+        "config": args.config,
     }
     spec = {
         "name": NAME,
@@ -119,6 +120,9 @@ def main() -> None:
     parser.add_argument("--shards-per-run", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each generated video")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--config", default="default", help="preset or YAML for both sides, e.g. one with a resize"
+    )
     args = parser.parse_args()
 
     work = REPO / "benchmark" / "work"
