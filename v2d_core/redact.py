@@ -48,15 +48,16 @@ PATTERNS = (
     (re.compile(r"\b((?:password|passwd|secret|api_key)\s*[=:]\s*)[^\s,;'\"&]+", re.I), rf"\1{MASK}"),
 )
 
-_known: set[str] = set()
+_known: tuple[str, ...] = ()  # longest first, so a value inside another is masked after it
 _lock = threading.Lock()
 
 
 def remember(values: Iterable[str | None]) -> None:
     """Mask these values in every later :func:`redact_text` of this process (short ones are ignored)."""
+    global _known
     fresh = {value for value in values if isinstance(value, str) and len(value) >= MIN_SECRET_CHARS}
     with _lock:
-        _known.update(fresh)
+        _known = tuple(sorted(set(_known) | fresh, key=len, reverse=True))
 
 
 def redact_url(url: str | None) -> str | None:
@@ -66,9 +67,7 @@ def redact_url(url: str | None) -> str | None:
 
 def redact_text(text: str) -> str:
     """``text`` with credentials in urls, headers and remembered values replaced by ``***``."""
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for value in known:
+    for value in _known:  # sorted once in remember(), not on every row
         text = text.replace(value, MASK)
     for pattern, replacement in PATTERNS:
         text = pattern.sub(replacement, text)

@@ -38,10 +38,16 @@ Parts = dict[str, Path]
 
 
 def process_or_retry(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
-    """``process_shard``; with ``incremental_mode="retry_failed"``, a finished shard is only retried."""
-    recover(job.output_folder, [job.shard_name(spec.shard_id)])  # a commit a killed run left half done
-    if job.incremental_mode == "retry_failed" and _exists(job, f"{job.shard_name(spec.shard_id)}_stats.json"):
-        return retry_shard(spec.shard_id, job, on_sample)
+    """``process_shard``; with ``incremental_mode="retry_failed"``, a finished shard is only retried.
+
+    ``process_shard`` finishes what a killed commit left itself; a retry must do it before it
+    asks whether the shard is finished.
+    """
+    name = job.shard_name(spec.shard_id)
+    if job.incremental_mode == "retry_failed":
+        recover(job.output_folder, [name])
+        if _exists(job, f"{name}_stats.json"):
+            return retry_shard(spec.shard_id, job, on_sample)
     return process_shard(spec, job, on_sample)
 
 

@@ -103,17 +103,27 @@ def run_shards(
     """Run ``specs`` on a local process pool (``processes_count`` at once), with shard retries."""
     job = portable_job(job)
     summary = RunSummary()
-    remaining = specs
     total = sum(spec.row_count for spec in specs)
     with Progress(total=total, enabled=show_progress, observer=observer) as progress:
-        for _attempt in range(1 + job.max_shard_retry):
-            if not remaining:
-                break
-            failures = _run_pool(remaining, job, summary, progress)
-            remaining = [spec for spec in remaining if spec.shard_id in failures]
-            summary.failed_shards = failures
+        summary.failed_shards = retry_rounds(
+            specs, job.max_shard_retry, lambda remaining: _run_pool(remaining, job, summary, progress)
+        )
     summary.error_samples = progress.error_samples
     return summary
+
+
+def retry_rounds(
+    specs: list[ShardSpec], max_retry: int, attempt: Callable[[list[ShardSpec]], dict[int, str]]
+) -> dict[int, str]:
+    """Run ``attempt`` over ``specs``, then over the shards it failed, ``max_retry`` times at most;
+    the shard id -> error of those that failed in the last round."""
+    remaining, failures = specs, {}
+    for _round in range(1 + max_retry):
+        if not remaining:
+            break
+        failures = attempt(remaining)
+        remaining = [spec for spec in remaining if spec.shard_id in failures]
+    return failures
 
 
 def portable_job(job: JobConfig) -> JobConfig:

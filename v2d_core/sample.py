@@ -31,7 +31,7 @@ class Sample:
     """
 
     key: str
-    url: str
+    url: str | None
     caption: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     streams: dict[str, Path] = field(default_factory=dict)

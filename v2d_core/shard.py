@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from v2d_core.errors import describe, is_transient, status_for
-from v2d_core.fetch import FetchResult, make_fetcher
+from v2d_core.fetch import FetchResult, check_url, make_fetcher
 from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
@@ -180,9 +180,9 @@ def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) 
     in_flight: dict[Future[FetchResult], tuple[Sample, Path]] = {}
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="v2d-fetch")
 
-    def fetch_into(url: str, workdir: Path) -> FetchResult:
+    def fetch_into(url: str | None, workdir: Path) -> FetchResult:
         workdir.mkdir()  # here, not on the writer's thread: a mkdir can take milliseconds on a busy disk
-        return fetcher.fetch(url, workdir)
+        return fetcher.fetch(check_url(url), workdir)  # a row without a url fails here, as a row
 
     def submit_next() -> None:
         for index, sample in pending:

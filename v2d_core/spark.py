@@ -21,7 +21,7 @@ from v2d_core.errors import ConfigError
 from v2d_core.job import JobConfig
 from v2d_core.progress import FiguresObserver, Progress
 from v2d_core.retry import process_or_retry
-from v2d_core.run import RunSummary, portable_job
+from v2d_core.run import RunSummary, portable_job, retry_rounds
 from v2d_core.shard import ShardResult
 from v2d_core.sharding import ShardSpec
 
@@ -47,28 +47,31 @@ def run_shards_on_spark(
     job = portable_job(job)
     distribution = job.config.distribution
     summary = RunSummary()
-    remaining = specs
     with (
         spark_session(distribution.processes_count, distribution.distributor_args or {}) as spark,
         Progress(
             total=sum(spec.row_count for spec in specs), enabled=show_progress, observer=observer
         ) as progress,
     ):
-        for _attempt in range(1 + job.max_shard_retry):
-            if not remaining:
-                break
-            failures: dict[int, str] = {}
-            for start in range(0, len(remaining), distribution.subjob_size):
-                batch = remaining[start : start + distribution.subjob_size]
-                for shard_id, outcome in _run_subjob(spark, batch, job):
-                    if isinstance(outcome, str):
-                        failures[shard_id] = outcome
-                        continue
-                    summary.results.append(outcome)
-                    progress.shard_counted(shard_id, outcome.stats())
-            remaining = [spec for spec in remaining if spec.shard_id in failures]
-            summary.failed_shards = failures
+        attempt = partial(_run_round, spark, job, summary, progress)
+        summary.failed_shards = retry_rounds(specs, job.max_shard_retry, attempt)
     return summary
+
+
+def _run_round(
+    spark: SparkSession, job: JobConfig, summary: RunSummary, progress: Progress, specs: list[ShardSpec]
+) -> dict[int, str]:
+    """One round over ``specs``, ``subjob_size`` shards per Spark job; shard id -> error of the failed."""
+    size = job.config.distribution.subjob_size
+    failures: dict[int, str] = {}
+    for start in range(0, len(specs), size):
+        for shard_id, outcome in _run_subjob(spark, specs[start : start + size], job):
+            if isinstance(outcome, str):
+                failures[shard_id] = outcome
+                continue
+            summary.results.append(outcome)
+            progress.shard_counted(shard_id, outcome.stats())
+    return failures
 
 
 @contextmanager

@@ -118,23 +118,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "video/mp4")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        for byte in body:
-            self.wfile.write(bytes([byte]))
-            self.wfile.flush()
-            if self.server.stopping.wait(1.0):
-                return
+        self._write_slowly(body)
 
     def _route_slowheaders(self, name: str) -> None:
         body = self._file(name)
         if body is None:
             return
         self.wfile.write(b"HTTP/1.1 200 OK\r\n")
-        for byte in f"Content-Type: video/mp4\r\nContent-Length: {len(body)}\r\n\r\n".encode():
+        if self._write_slowly(f"Content-Type: video/mp4\r\nContent-Length: {len(body)}\r\n\r\n".encode()):
+            self.wfile.write(body)
+
+    def _write_slowly(self, data: bytes) -> bool:
+        """Send ``data`` one byte a second; False if the server stopped first."""
+        for byte in data:
             self.wfile.write(bytes([byte]))
             self.wfile.flush()
             if self.server.stopping.wait(1.0):
-                return
-        self.wfile.write(body)
+                return False
+        return True
 
     def _route_redirect(self, target: str) -> None:
         self.send_response(302)
