@@ -2,7 +2,8 @@
 
 A config file has four sections, ``subsampling``, ``reading``, ``storage`` and
 ``distribution``, exactly as video2dataset 1.3.0 reads them, so an existing file
-works. Unknown keys and bad values raise :class:`ConfigError` naming them.
+works. Every section, subsamplers included, is parsed into typed values when the
+config is built; unknown keys and bad values raise :class:`ConfigError` naming them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import fsspec
 import yaml
 
 from v2d_core.errors import ConfigError
+from v2d_core.subsamplers.settings import SubsamplingConfig
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
@@ -152,7 +154,7 @@ class DistributionConfig:
 class Config:
     """The four sections of a video2dataset config file."""
 
-    subsampling: Mapping[str, Any] = field(default_factory=dict)
+    subsampling: SubsamplingConfig = field(default_factory=SubsamplingConfig)
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
@@ -161,16 +163,8 @@ class Config:
     def from_mapping(cls, data: Mapping[str, Any]) -> Config:
         """Build a config from a parsed YAML mapping; unknown keys are errors."""
         data = _as_mapping("config", data)
-        _reject_unknown("config", data, {f.name for f in dataclasses.fields(cls)})
-        reading = dict(_as_mapping("reading", data.get("reading") or {}))
-        if "yt_args" in reading:
-            reading["yt_args"] = _build(YtArgs, "reading.yt_args", reading["yt_args"] or {})
-        return cls(
-            subsampling=_as_mapping("subsampling", data.get("subsampling") or {}),
-            reading=_build(ReadingConfig, "reading", reading),
-            storage=_build(StorageConfig, "storage", data.get("storage") or {}),
-            distribution=_build(DistributionConfig, "distribution", data.get("distribution") or {}),
-        )
+        _reject_unknown("config", data, set(SECTIONS))
+        return cls(**{name: build(data.get(name) or {}) for name, build in SECTIONS.items()})
 
     @classmethod
     def load(cls, source: str | Mapping[str, Any] | Config) -> Config:
@@ -192,14 +186,18 @@ class Config:
         return cls.from_mapping(yaml.safe_load(text) or {})
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Config:
-        """This config with some fields of its sections replaced, e.g. ``{"storage": {...}}``."""
+        """This config with some fields of its sections replaced, e.g. ``{"storage": {...}}``.
+
+        Values go through the same parsing as a file's (``yt_args`` may be a mapping).
+        """
         merged: dict[str, Any] = {}
         for section, values in overrides.items():
-            current = getattr(self, section, None)
-            if not dataclasses.is_dataclass(current) or isinstance(current, type):
+            if section not in SECTIONS or section == "subsampling":
                 raise ConfigError(f"unknown config section {section!r}")
-            _reject_unknown(section, values, {f.name for f in dataclasses.fields(current)})
-            merged[section] = dataclasses.replace(current, **values)
+            current = getattr(self, section)
+            fields = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+            _reject_unknown(section, values, set(fields))
+            merged[section] = SECTIONS[section]({**fields, **values})
         return dataclasses.replace(self, **merged)
 
 
@@ -255,3 +253,19 @@ def _build(kind: type, name: str, data: Any) -> Any:
         return kind(**data)
     except TypeError as error:
         raise ConfigError(f"{name}: {error}") from None
+
+
+def _reading(data: Any) -> ReadingConfig:
+    reading = dict(_as_mapping("reading", data))
+    if not isinstance(reading.get("yt_args", YtArgs()), YtArgs):
+        reading["yt_args"] = _build(YtArgs, "reading.yt_args", reading["yt_args"] or {})
+    return _build(ReadingConfig, "reading", reading)  # type: ignore[no-any-return]
+
+
+SECTIONS: dict[str, Callable[[Any], Any]] = {
+    "subsampling": SubsamplingConfig.from_mapping,
+    "reading": _reading,
+    "storage": lambda data: _build(StorageConfig, "storage", data),
+    "distribution": lambda data: _build(DistributionConfig, "distribution", data),
+}
+"""Each section's name and the parser that turns its mapping into typed values."""
