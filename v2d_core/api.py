@@ -20,9 +20,9 @@ from v2d_core.wandb_logger import WandbLogger
 
 def video2dataset(
     url_list: str | Sequence[str],
-    output_folder: str = "videos",
+    output_folder: str = "dataset",
     output_format: str = "files",
-    input_format: str = "txt",
+    input_format: str = "csv",
     encode_formats: Mapping[str, str] | None = None,
     stage: str = "download",
     url_col: str = "url",
