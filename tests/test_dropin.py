@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -9,8 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from tests.helpers import write_csv
-from v2d_core.api import video2dataset
+from v2d_core.api import apply_overrides, video2dataset
+from v2d_core.config import Config, DistributionConfig, ReadingConfig, StorageConfig, YtArgs
+from v2d_core.errors import ConfigError
+from v2d_core.job import JobConfig
 from v2d_core.testing.server import MediaServer
 
 REQUIRED = inspect.Parameter.empty
@@ -70,3 +77,67 @@ def test_the_readme_command_works_verbatim_from_a_fresh_folder(
     assert json.loads((shard / "00000002.json").read_text())["status"] == "success"
     assert (tmp_path / "dataset" / "00000.parquet").exists()
     assert (tmp_path / "dataset" / "00000_stats.json").exists()
+
+
+# --- every nested field is a flag, checked before any work ------------------------------------
+
+
+def test_nested_fields_are_flags(tmp_path: Path, media_server: MediaServer) -> None:
+    write_csv(tmp_path / "videos.csv", [{"url": media_server.url("files", "video_0000.mp4"), "caption": "c"}])
+    done = run_in(
+        tmp_path,
+        SEED_COMMAND + """ --yt_args='{"download_size": 240, "yt_metadata_args": None}'"""
+        """ --distributor_args='{"cpus_per_task": 2}' --processes_count 1""",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "dataset" / "00000" / "00000000.json").read_text())["status"] == "success"
+    config = apply_overrides(Config.load("default"), {"yt_args": {"download_size": 240}})
+    assert config.reading.yt_args == YtArgs(download_size=240)
+
+
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [
+        ("""--yt_args='{"download_siz": 360}'""", "download_siz"),
+        ("""--yt_args='{"ytdl_options": {"outtmpl": "/etc/x"}}'""", "outtmpl"),
+        ("""--distributor_args='{"cpus_per_tasks": 2}'""", "cpus_per_tasks"),
+        ("""--subsampling='{"ResolutionSubsampler": {"args": {"video_siz": 224}}}'""", "video_siz"),
+        ("--config=typo.yaml", "video_siz"),
+        ("--timeout=-1", "reading.timeout"),
+        ("--procesess_count=2", "procesess_count"),
+    ],
+)
+def test_a_bad_value_exits_2_naming_the_key_and_writes_nothing(tmp_path: Path, flag: str, named: str) -> None:
+    (tmp_path / "videos.csv").write_text("url,caption\nhttp://127.0.0.1:9/x.mp4,c\n")
+    typo = {"ResolutionSubsampler": {"args": {"video_siz": 224, "resize_mode": "scale"}}}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"subsampling": typo}))
+    done = run_in(tmp_path, f"{SEED_COMMAND} {flag}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("video2dataset: error:") and named in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["typo.yaml", "videos.csv"]
+
+
+def test_unknown_key_errors_list_every_real_key() -> None:
+    with pytest.raises(ConfigError) as error:
+        Config.from_mapping({"reading": {"timeouts": 1}})
+    for key in (f.name for f in dataclasses.fields(ReadingConfig)):
+        assert key in str(error.value)
+    assert "sampler" in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(Config(), {"no_such_flag": 1})
+    for section in (ReadingConfig, StorageConfig, DistributionConfig):
+        for key in (f.name for f in dataclasses.fields(section)):
+            assert key in str(error.value)
+    for name, _ in SIGNATURE_1_3_0:
+        assert name in str(error.value)
+
+
+@pytest.mark.parametrize("metadata", [None, {"get_info": True}, {"writesubtitles": "first"}])
+def test_captions_are_subtitles_turns_subtitle_fetching_on(metadata: dict | None) -> None:
+    config = Config.from_mapping(
+        {"reading": {"yt_args": {"yt_metadata_args": metadata}}, "storage": {"captions_are_subtitles": True}}
+    )
+    fetched = config.reading.yt_args.yt_metadata_args
+    assert fetched is not None and fetched["writesubtitles"] == (metadata or {}).get("writesubtitles", "all")
+    with pytest.raises(ConfigError, match="clip_col"):
+        JobConfig(url_list="x.csv", clip_col="spans", config=config)

@@ -34,6 +34,24 @@ DEFAULT_MAX_PIXELS = 8192 * 8192
 ALLOW_PRIVATE_NETWORKS_ENV = "V2D_ALLOW_PRIVATE_NETWORKS"
 # img2dataset's default: X-Robots-Tag directives that exclude a file from the dataset
 DISALLOWED_HEADER_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+YTDL_RESERVED_OPTIONS = frozenset({"outtmpl", "paths", "cachedir", "download_archive"})
+"""yt-dlp options v2d sets itself: its files stay inside each sample's work folder."""
+# video2dataset 1.3.0's SlurmDistributor arguments, the keys of ``distribution.distributor_args``
+SLURM_ARGS = (
+    "cpus_per_task",
+    "job_name",
+    "partition",
+    "n_nodes",
+    "account",
+    "gpus_per_node",
+    "tasks_per_node",
+    "nodelist",
+    "constraint",
+    "exclude",
+    "cache_path",
+    "timeout",
+    "verbose_wait",
+)
 
 
 def _positive(name: str, value: float) -> None:
@@ -56,6 +74,16 @@ class YtArgs:
 
     def __post_init__(self) -> None:
         _positive("reading.yt_args.download_size", self.download_size)
+        if self.yt_metadata_args is not None:
+            _as_mapping("reading.yt_args.yt_metadata_args", self.yt_metadata_args)
+        reserved = sorted(
+            YTDL_RESERVED_OPTIONS & set(_as_mapping("reading.yt_args.ytdl_options", self.ytdl_options))
+        )
+        if reserved:
+            raise ConfigError(
+                f"reading.yt_args.ytdl_options may not set {', '.join(reserved)}: v2d keeps yt-dlp's "
+                "files inside the sample's work folder"
+            )
         if self.download_audio_rate < 0:
             raise ConfigError(
                 f"reading.yt_args.download_audio_rate must be >= 0, got {self.download_audio_rate}"
@@ -148,6 +176,9 @@ class DistributionConfig:
                 f"distribution.distributor {self.distributor!r} is not supported; "
                 f"choose one of {', '.join(DISTRIBUTORS)}"
             )
+        if self.distributor_args is not None:
+            args = _as_mapping("distribution.distributor_args", self.distributor_args)
+            _reject_unknown("distribution.distributor_args", args, set(SLURM_ARGS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +189,14 @@ class Config:
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
+
+    def __post_init__(self) -> None:
+        if self.storage.captions_are_subtitles:  # video2dataset 1.3.0 forces subtitle fetching
+            yt_args = self.reading.yt_args
+            metadata = dict(yt_args.yt_metadata_args or {})
+            metadata["writesubtitles"] = metadata.get("writesubtitles") or "all"
+            yt_args = dataclasses.replace(yt_args, yt_metadata_args=metadata)
+            object.__setattr__(self, "reading", dataclasses.replace(self.reading, yt_args=yt_args))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Config:

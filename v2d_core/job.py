@@ -47,6 +47,8 @@ class JobConfig:
         if self.max_shard_retry < 0:
             raise ConfigError(f"max_shard_retry must be >= 0, got {self.max_shard_retry}")
         self._check_retry_failed()
+        if self.config.storage.captions_are_subtitles and self.clip_col is not None:
+            raise ConfigError("clip_col with storage.captions_are_subtitles: clips come from the subtitles")
         reprocessing = self.stage in ("subset", "optical_flow")
         if reprocessing != (self.input_format == "webdataset"):
             raise ConfigError(
