@@ -141,3 +141,17 @@ def test_captions_are_subtitles_turns_subtitle_fetching_on(metadata: dict | None
     assert fetched is not None and fetched["writesubtitles"] == (metadata or {}).get("writesubtitles", "all")
     with pytest.raises(ConfigError, match="clip_col"):
         JobConfig(url_list="x.csv", clip_col="spans", config=config)
+
+
+def test_distributor_args_are_spark_settings_for_pyspark_and_slurm_arguments_otherwise() -> None:
+    spark = Config.from_mapping(
+        {"distribution": {"distributor": "pyspark", "distributor_args": {"spark.ui.enabled": "false"}}}
+    )
+    assert spark.distribution.distributor_args == {"spark.ui.enabled": "false"}
+    with pytest.raises(ConfigError, match="cpus_per_task"):
+        Config.from_mapping(
+            {"distribution": {"distributor": "pyspark", "distributor_args": {"cpus_per_task": 2}}}
+        )
+    slurm_keys = {"cpus_per_task": 16, "job_name": "v2ds", "partition": "p", "n_nodes": 2, "account": "a"}
+    kept = Config.from_mapping({"distribution": {"distributor_args": slurm_keys}})
+    assert kept.distribution.distributor_args == slurm_keys

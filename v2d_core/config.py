@@ -22,7 +22,7 @@ import fsspec
 import yaml
 
 from v2d_core.errors import ConfigError
-from v2d_core.subsamplers.settings import SubsamplingConfig
+from v2d_core.subsamplers.settings import OpticalFlowArgs, SubsamplingConfig
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
@@ -34,6 +34,8 @@ DEFAULT_MAX_PIXELS = 8192 * 8192
 ALLOW_PRIVATE_NETWORKS_ENV = "V2D_ALLOW_PRIVATE_NETWORKS"
 # img2dataset's default: X-Robots-Tag directives that exclude a file from the dataset
 DISALLOWED_HEADER_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+# the decoder_kwargs of video2dataset 1.3.0's dataloader (reading.dataloader_args)
+DECODER_KWARGS = ("n_frames", "fps", "num_threads", "return_bytes", "uniformly_sample", "pad_frames")
 YTDL_RESERVED_OPTIONS = frozenset({"outtmpl", "paths", "cachedir", "download_archive"})
 """yt-dlp options v2d sets itself: its files stay inside each sample's work folder."""
 # video2dataset 1.3.0's SlurmDistributor arguments, the keys of ``distribution.distributor_args``
@@ -90,6 +92,55 @@ class YtArgs:
             )
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataloaderArgs:
+    """``reading.dataloader_args``: how video2dataset 1.3.0's optical_flow stage decodes frames.
+
+    With an ``OpticalFlowSubsampler``, ``decoder_kwargs.fps`` is its frame rate (None: every
+    frame) and ``resize_size`` the short side of its frames (None: full size), as in 1.3.0;
+    the other keys are accepted as 1.3.0's files write them.
+    """
+
+    batch_size: int = 1
+    resize_size: int | Sequence[int] | None = None
+    decoder_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive("reading.dataloader_args.batch_size", self.batch_size)
+        sizes = [self.resize_size] if isinstance(self.resize_size, int) else self.resize_size or []
+        if not isinstance(sizes, Sequence) or len(sizes) > 2:
+            raise ConfigError("reading.dataloader_args.resize_size must be a number or [height, width]")
+        for size in sizes:
+            _positive("reading.dataloader_args.resize_size", size)
+        kwargs = _as_mapping("reading.dataloader_args.decoder_kwargs", self.decoder_kwargs)
+        _reject_unknown("reading.dataloader_args.decoder_kwargs", kwargs, set(DECODER_KWARGS))
+        if kwargs.get("fps") is not None:
+            _positive("reading.dataloader_args.decoder_kwargs.fps", kwargs["fps"])
+
+    def flow_args(self, args: OpticalFlowArgs) -> OpticalFlowArgs:
+        """``args`` with 1.3.0's frame rate and size from these settings (a conflict is an error)."""
+        if self.resize_size is not None and not isinstance(self.resize_size, int):
+            raise ConfigError(
+                f"reading.dataloader_args.resize_size {list(self.resize_size)}: optical flow resizes "
+                "frames by their short side, give one number"
+            )
+        fps = self.decoder_kwargs.get("fps") or -1
+        for name, ours, theirs, unset in (
+            ("fps", args.fps, fps, -1),
+            ("downsample_size", args.downsample_size, self.resize_size, None),
+        ):
+            if ours not in (unset, theirs) and theirs != unset:
+                raise ConfigError(
+                    f"OpticalFlowSubsampler.{name} {ours!r} and reading.dataloader_args ({theirs!r}) "
+                    "disagree; set one of them"
+                )
+        return dataclasses.replace(
+            args,
+            fps=fps if fps != -1 else args.fps,
+            downsample_size=self.resize_size if self.resize_size is not None else args.downsample_size,
+        )
+
+
 def private_networks_default() -> bool:
     """``allow_private_networks`` when not given: true when ``V2D_ALLOW_PRIVATE_NETWORKS=1`` is set."""
     return os.environ.get(ALLOW_PRIVATE_NETWORKS_ENV, "").strip().lower() in ("1", "true", "yes")
@@ -106,6 +157,7 @@ class ReadingConfig:
     """
 
     yt_args: YtArgs = field(default_factory=YtArgs)
+    dataloader_args: DataloaderArgs | None = None
     timeout: float = 60
     connect_timeout: float = 10
     retries: int = 3
@@ -159,7 +211,11 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DistributionConfig:
-    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``)."""
+    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``).
+
+    ``distributor_args``: Spark settings (``spark.*``) for pyspark; 1.3.0's Slurm arguments
+    otherwise (a Slurm config run with ``multiprocessing`` keeps them, unused).
+    """
 
     processes_count: int = 16
     thread_count: int = 32
@@ -177,8 +233,19 @@ class DistributionConfig:
                 f"choose one of {', '.join(DISTRIBUTORS)}"
             )
         if self.distributor_args is not None:
-            args = _as_mapping("distribution.distributor_args", self.distributor_args)
+            self._check_distributor_args(_as_mapping("distribution.distributor_args", self.distributor_args))
+
+    def _check_distributor_args(self, args: Mapping[str, Any]) -> None:
+        """pyspark takes Spark settings; otherwise the keys are 1.3.0's Slurm arguments."""
+        if self.distributor != "pyspark":
             _reject_unknown("distribution.distributor_args", args, set(SLURM_ARGS))
+            return
+        not_spark = sorted(str(key) for key in args if not str(key).startswith("spark."))
+        if not_spark:
+            raise ConfigError(
+                "distribution.distributor_args of pyspark are Spark settings (spark.*); "
+                f"got {', '.join(not_spark)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +258,10 @@ class Config:
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
 
     def __post_init__(self) -> None:
+        flow, loader = self.subsampling.optical_flow, self.reading.dataloader_args
+        if flow is not None and loader is not None:
+            subsampling = dataclasses.replace(self.subsampling, optical_flow=loader.flow_args(flow))
+            object.__setattr__(self, "subsampling", subsampling)
         if self.storage.captions_are_subtitles:  # video2dataset 1.3.0 forces subtitle fetching
             yt_args = self.reading.yt_args
             metadata = dict(yt_args.yt_metadata_args or {})
@@ -298,6 +369,10 @@ def _reading(data: Any) -> ReadingConfig:
     reading = dict(_as_mapping("reading", data))
     if not isinstance(reading.get("yt_args", YtArgs()), YtArgs):
         reading["yt_args"] = _build(YtArgs, "reading.yt_args", reading["yt_args"] or {})
+    if isinstance(reading.get("dataloader_args"), Mapping):
+        reading["dataloader_args"] = _build(
+            DataloaderArgs, "reading.dataloader_args", reading["dataloader_args"]
+        )
     return _build(ReadingConfig, "reading", reading)  # type: ignore[no-any-return]
 
 
