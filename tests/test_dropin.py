@@ -122,7 +122,7 @@ def test_unknown_key_errors_list_every_real_key() -> None:
         Config.from_mapping({"reading": {"timeouts": 1}})
     for key in (f.name for f in dataclasses.fields(ReadingConfig)):
         assert key in str(error.value)
-    assert "sampler" in str(error.value)
+    assert "dataloader_args" in str(error.value) and "sampler" in str(error.value)
     with pytest.raises(ConfigError) as error:
         apply_overrides(Config(), {"no_such_flag": 1})
     for section in (ReadingConfig, StorageConfig, DistributionConfig):
