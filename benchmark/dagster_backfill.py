@@ -43,8 +43,9 @@ def write_url_list(path: Path, base_url: str, videos: list[Path], count: int) ->
 def run_cli(url_list: Path, output: Path, args: argparse.Namespace) -> float:
     """The CLI over every shard; its wall time."""
     command = [
-        sys.executable, "-m", "v2d_core.cli", f"--url_list={url_list}", f"--output_folder={output}",
-        "--output_format=webdataset", f"--number_sample_per_shard={args.per_shard}",
+        sys.executable, "-m", "v2d_core.cli", f"--url_list={url_list}", "--input_format=txt",
+        f"--output_folder={output}", "--output_format=webdataset",
+        f"--number_sample_per_shard={args.per_shard}",
         f"--processes_count={args.processes}", f"--thread_count={args.threads}", f"--config={args.config}",
         "--allow_private_networks=True",  # the server is on 127.0.0.1
     ]  # fmt: skip

@@ -84,6 +84,7 @@ def v2d_fetch(
         "-m",
         "v2d_core.cli",
         f"--url_list={url_list}",
+        "--input_format=txt",
         f"--output_folder={output}",
         "--output_format=webdataset",
         f"--processes_count={processes}",

@@ -146,6 +146,7 @@ def download(base_url: str, videos: list[Path], args: argparse.Namespace, folder
     output = folder / "downloaded"
     command = cli(
         f"--url_list={urls}",
+        "--input_format=txt",
         f"--output_folder={output}",
         "--output_format=webdataset",
         f"--number_sample_per_shard={args.per_shard}",

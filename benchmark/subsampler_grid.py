@@ -43,7 +43,7 @@ from v2d_core.config import Config
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
-from v2d_core.subsamplers import apply_subsamplers, build_subsamplers
+from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
 from v2d_core.testing.scenes import make_scene_video
 
 SCENES = ("testsrc2", "smptebars,scroll=horizontal=0.02", "color=c=red", "testsrc")

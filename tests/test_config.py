@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from v2d_core.api import apply_overrides
+from v2d_core.api import apply_overrides, video2dataset
 from v2d_core.config import Config, preset_names
 from v2d_core.errors import ConfigError
 from v2d_core.job import JobConfig
+from v2d_dagster.spec import load_dataset
 
 VIDEO2DATASET_FILE = """
 subsampling: {}
@@ -100,3 +102,34 @@ def test_unknown_preset_or_missing_file_is_a_clear_error() -> None:
 def test_bad_job_options_are_errors_that_name_them(options: dict, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         JobConfig(url_list="x", **options)
+
+
+TYPO = {"ResolutionSubsampler": {"args": {"video_siz": 224, "resize_mode": "scale"}}}
+
+
+def test_subsampling_is_typed_when_the_config_is_built() -> None:
+    config = Config.from_mapping(
+        {"subsampling": {"ResolutionSubsampler": {"args": {"video_size": 224, "resize_mode": "scale"}}}}
+    )
+    assert config.subsampling.resolution is not None and config.subsampling.resolution.target_height == 224
+    with pytest.raises(ConfigError, match=r"video_siz; known: .*video_size"):
+        Config.from_mapping({"subsampling": TYPO})
+
+
+def test_a_subsampler_typo_stops_the_run_before_any_work(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    with pytest.raises(ConfigError, match="video_siz"):
+        video2dataset(
+            url_list=str(tmp_path / "x.csv"), output_folder=str(output), config={"subsampling": TYPO}
+        )
+    with pytest.raises(ConfigError, match="video_siz"):
+        video2dataset(url_list=str(tmp_path / "x.csv"), output_folder=str(output), subsampling=TYPO)
+    assert not output.exists()
+
+
+def test_a_subsampler_typo_fails_the_dagster_dataset_file_when_definitions_load(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    dataset = {"name": "typo", "url_list": "x.csv", "output_root": "out"}
+    path.write_text(yaml.safe_dump(dataset | {"stages": {"download": {"config": {"subsampling": TYPO}}}}))
+    with pytest.raises(ConfigError, match=r"typo\.yaml.*video_siz"):
+        load_dataset(path)

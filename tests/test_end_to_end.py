@@ -105,6 +105,7 @@ def test_keys_and_shard_ids_follow_video2dataset(tmp_path: Path, media_server: M
     output = tmp_path / "out"
     video2dataset(
         url_list=str(url_list),
+        input_format="txt",
         output_folder=str(output),
         output_format="webdataset",
         number_sample_per_shard=10,
@@ -125,7 +126,13 @@ def test_incremental_skips_done_shards_and_overwrite_redoes_them(
     url_list = tmp_path / "urls.txt"
     url_list.write_text("\n".join(media_server.url("files", f"video_000{i}.mp4") for i in range(4)))
     output = tmp_path / "out"
-    args = {"url_list": str(url_list), "output_folder": str(output), "number_sample_per_shard": 2, **FAST}
+    args = {
+        "url_list": str(url_list),
+        "input_format": "txt",
+        "output_folder": str(output),
+        "number_sample_per_shard": 2,
+        **FAST,
+    }
     video2dataset(**args)
     first = {name: s["start_time"] for name, s in stats(output).items()}
     again = video2dataset(**args)

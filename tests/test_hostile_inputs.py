@@ -186,7 +186,7 @@ def test_bad_media_are_failed_rows_with_the_reason(
 ) -> None:
     output = tmp_path / "out"
     urls = _url_list(tmp_path, server, media, list(DOWNLOAD_OUTCOMES))
-    video2dataset(url_list=str(urls), output_folder=str(output), config=RESIZE, **FAST)
+    video2dataset(url_list=str(urls), input_format="txt", output_folder=str(output), config=RESIZE, **FAST)
     rows = rows_by_url(output)
     assert len(rows) == len(DOWNLOAD_OUTCOMES)
     for name, (status, reason) in DOWNLOAD_OUTCOMES.items():
@@ -213,7 +213,13 @@ def test_audio_only_files_with_audio_encode_formats(
 ) -> None:
     output = tmp_path / "out"
     urls = _url_list(tmp_path, server, media, list(AUDIO_OUTCOMES))
-    video2dataset(url_list=str(urls), output_folder=str(output), encode_formats=encode_formats, **FAST)
+    video2dataset(
+        url_list=str(urls),
+        input_format="txt",
+        output_folder=str(output),
+        encode_formats=encode_formats,
+        **FAST,
+    )
     rows = rows_by_url(output)
     expected = dict(AUDIO_OUTCOMES, one_frame="success") if "video" in encode_formats else AUDIO_OUTCOMES
     assert {name: rows[media[name].name]["status"] for name in AUDIO_OUTCOMES} == expected
@@ -327,7 +333,9 @@ def test_decompression_bombs_are_refused_before_decoding_and_memory_stays_bounde
 def test_max_pixels_is_an_option(tmp_path: Path, media: dict[str, Path], server: MediaServer) -> None:
     output = tmp_path / "out"
     urls = _url_list(tmp_path, server, media, ["good"])
-    video2dataset(url_list=str(urls), output_folder=str(output), max_pixels=100 * 100, **FAST)
+    video2dataset(
+        url_list=str(urls), input_format="txt", output_folder=str(output), max_pixels=100 * 100, **FAST
+    )
     (row,) = status_rows(output)
     assert row["status"] == "failed_to_download"
     assert "video is 160x120 (19200 pixels), over max_pixels (10000)" in row["error_message"]

@@ -192,6 +192,7 @@ def test_a_killed_cli_leaves_no_finished_looking_shard_on_s3_and_resumes(
     s3.fs.pipe_file(f"{s3.name}/urls.txt", "\n".join(urls).encode())
     args = cli(
         f"--url_list={s3.url('urls.txt')}",
+        "--input_format=txt",
         f"--output_folder={s3.url('dataset')}",
         "--output_format=webdataset",
         "--number_sample_per_shard=2",

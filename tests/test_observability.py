@@ -55,6 +55,7 @@ def run_cli(url_list: Path, output: Path, *flags: str, env: dict[str, str] | Non
             "-m",
             "v2d_core.cli",
             f"--url_list={url_list}",
+            "--input_format=txt",
             f"--output_folder={output}",
             "--config=optical_flow",
             "--processes_count=2",
@@ -151,7 +152,9 @@ def test_enable_wandb_without_the_extra_names_it_before_any_work(
     monkeypatch.setitem(sys.modules, "wandb", None)  # what an environment without wandb sees
     output = tmp_path / "out"
     with pytest.raises(ConfigError, match=re.escape("pip install 'v2d[wandb]'")):
-        video2dataset(url_list=str(url_list), output_folder=str(output), enable_wandb=True)
+        video2dataset(
+            url_list=str(url_list), input_format="txt", output_folder=str(output), enable_wandb=True
+        )
     assert not output.exists()
 
 

@@ -163,6 +163,7 @@ def test_a_shard_that_raises_is_retried_then_reported(
 
     summary = video2dataset(
         url_list=str(url_list),
+        input_format="txt",
         output_folder=str(output),
         number_sample_per_shard=PER_SHARD,
         distributor="pyspark",
@@ -203,6 +204,7 @@ def test_an_executor_lost_mid_shard_fails_the_spark_job_and_the_shard_is_retried
             outcome.append(
                 video2dataset(
                     url_list=str(url_list),
+                    input_format="txt",
                     output_folder=str(output),
                     distributor="pyspark",
                     **{**FAST, "timeout": 30},
@@ -276,6 +278,7 @@ def test_without_pyspark_the_error_names_the_extra_before_any_work(tmp_path: Pat
             "-c",
             hide_pyspark,
             f"--url_list={url_list}",
+            "--input_format=txt",
             f"--output_folder={output}",
             "--distributor=pyspark",
         ],

@@ -29,6 +29,7 @@ def downloaded(tmp_path_factory: pytest.TempPathFactory, media_server: MediaServ
     (folder / "urls.txt").write_text("\n".join(urls) + "\n")
     video2dataset(
         url_list=str(folder / "urls.txt"),
+        input_format="txt",
         output_folder=str(folder / "out"),
         output_format="webdataset",
         number_sample_per_shard=3,

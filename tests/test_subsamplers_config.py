@@ -10,20 +10,14 @@ from v2d_core.config import Config
 from v2d_core.errors import ConfigError, SubsampleError
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
-from v2d_core.subsamplers import (
-    CutDetectionSubsampler,
-    FFProbeSubsampler,
-    OpticalFlowSubsampler,
-    SubtitleClipsSubsampler,
-    TranscodeSubsampler,
-    build_subsamplers,
-    output_encode_formats,
-)
+from v2d_core.subsamplers.chain import build_subsamplers, output_encode_formats
 from v2d_core.subsamplers.clips import Span, clip_sample, plan, raw_spans, to_seconds, to_timestamp
-from v2d_core.subsamplers.cut_detection import scenes
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, scenes
+from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
+from v2d_core.subsamplers.probe import FFProbeSubsampler
 from v2d_core.subsamplers.settings import ClippingArgs, SubsamplingConfig
-from v2d_core.subsamplers.subtitles import caption_for
-from v2d_core.subsamplers.transcode import MAX_CLIPS_PER_PROCESS, batches
+from v2d_core.subsamplers.subtitles import SubtitleClipsSubsampler, caption_for
+from v2d_core.subsamplers.transcode import MAX_CLIPS_PER_PROCESS, TranscodeSubsampler, batches
 
 
 def job(subsampling: dict, **options: object) -> JobConfig:

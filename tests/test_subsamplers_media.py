@@ -16,15 +16,11 @@ from v2d_core.errors import FFmpegError, SubsampleError, SubsampleTimeoutError
 from v2d_core.fetch.audio import extract_audio
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
-from v2d_core.subsamplers import (
-    CutDetectionSubsampler,
-    FFProbeSubsampler,
-    OpticalFlowSubsampler,
-    TranscodeSubsampler,
-    apply_subsamplers,
-    build_subsamplers,
-    runner,
-)
+from v2d_core.subsamplers import runner
+from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler
+from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
+from v2d_core.subsamplers.probe import FFProbeSubsampler
 from v2d_core.subsamplers.settings import (
     AudioRateArgs,
     ClippingArgs,
@@ -34,6 +30,7 @@ from v2d_core.subsamplers.settings import (
     OpticalFlowArgs,
     ResolutionArgs,
 )
+from v2d_core.subsamplers.transcode import TranscodeSubsampler
 from v2d_core.testing.scenes import make_scene_video
 
 FPS = 25

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,14 +14,15 @@ from v2d_core.config import Config
 from v2d_core.errors import ConfigError
 from v2d_core.job import JobConfig, options_from_kwargs
 from v2d_core.run import RunSummary, run_job
+from v2d_core.subsamplers.settings import SubsamplingConfig
 from v2d_core.wandb_logger import WandbLogger
 
 
 def video2dataset(
     url_list: str | Sequence[str],
-    output_folder: str = "videos",
+    output_folder: str = "dataset",
     output_format: str = "files",
-    input_format: str = "txt",
+    input_format: str = "csv",
     encode_formats: Mapping[str, str] | None = None,
     stage: str = "download",
     url_col: str = "url",
@@ -62,7 +64,7 @@ def video2dataset(
             "tmp_dir": tmp_dir,
         }
     )
-    job = JobConfig(config=apply_overrides(Config.load(config), overrides), **options)
+    job = JobConfig(config=load_config(config, overrides), **options)
     if not enable_wandb:
         return run_job(job, show_progress=show_progress)
     with WandbLogger(project=wandb_project, job=job) as logger:
@@ -71,20 +73,52 @@ def video2dataset(
     return summary
 
 
+ARGUMENTS = tuple(
+    name
+    for name, parameter in inspect.signature(video2dataset).parameters.items()
+    if parameter.kind is not parameter.VAR_KEYWORD
+)
+"""The named arguments of :func:`video2dataset` (every other flag is a config field)."""
+
+
+def load_config(source: str | Mapping[str, Any] | Config, overrides: Mapping[str, Any]) -> Config:
+    """The validated config of a run: ``source`` (preset, YAML path or mapping) with flat flag overrides.
+
+    Every check a config gets happens here, before any work: the command, the function and
+    the Dagster dataset files all build their configs with it.
+    """
+    return apply_overrides(Config.load(source), overrides)
+
+
 def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
-    """``config`` with flat ``name=value`` overrides routed to the section that has ``name``."""
+    """``config`` with flat ``name=value`` overrides routed to the section that has ``name``.
+
+    ``subsampling`` replaces the whole section with a mapping in the file's shape.
+    """
+    overrides = dict(overrides)
+    if "subsampling" in overrides:
+        config = dataclasses.replace(
+            config, subsampling=SubsamplingConfig.from_mapping(overrides.pop("subsampling") or {})
+        )
     sections: dict[str, dict[str, Any]] = {}
+    owners = _flag_owners(config)
     for name, value in overrides.items():
-        owners = [
-            section.name
-            for section in dataclasses.fields(config)
-            if dataclasses.is_dataclass(getattr(config, section.name))
-            and name in {f.name for f in dataclasses.fields(getattr(config, section.name))}
-        ]
-        if not owners:
-            raise ConfigError(f"unknown option {name!r}: not an argument of video2dataset nor a config field")
-        sections.setdefault(owners[0], {})[name] = value
+        if name not in owners:
+            raise ConfigError(
+                f"unknown option {name!r}: not an argument of video2dataset nor a config field; "
+                f"known: {', '.join(sorted([*ARGUMENTS, 'subsampling', *owners]))}"
+            )
+        sections.setdefault(owners[name], {})[name] = value
     return config.with_overrides(sections)
+
+
+def _flag_owners(config: Config) -> dict[str, str]:
+    """Each config field that a flag can set -> the section that owns it."""
+    return {
+        field.name: section
+        for section in ("reading", "storage", "distribution")
+        for field in dataclasses.fields(getattr(config, section))
+    }
 
 
 def _absolute(path: str | Sequence[str]) -> str | list[str]:

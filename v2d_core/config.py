@@ -2,7 +2,8 @@
 
 A config file has four sections, ``subsampling``, ``reading``, ``storage`` and
 ``distribution``, exactly as video2dataset 1.3.0 reads them, so an existing file
-works. Unknown keys and bad values raise :class:`ConfigError` naming them.
+works. Every section, subsamplers included, is parsed into typed values when the
+config is built; unknown keys and bad values raise :class:`ConfigError` naming them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import fsspec
 import yaml
 
 from v2d_core.errors import ConfigError
+from v2d_core.subsamplers.settings import OpticalFlowArgs, SubsamplingConfig
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
@@ -32,6 +34,26 @@ DEFAULT_MAX_PIXELS = 8192 * 8192
 ALLOW_PRIVATE_NETWORKS_ENV = "V2D_ALLOW_PRIVATE_NETWORKS"
 # img2dataset's default: X-Robots-Tag directives that exclude a file from the dataset
 DISALLOWED_HEADER_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+# the decoder_kwargs of video2dataset 1.3.0's dataloader (reading.dataloader_args)
+DECODER_KWARGS = ("n_frames", "fps", "num_threads", "return_bytes", "uniformly_sample", "pad_frames")
+YTDL_RESERVED_OPTIONS = frozenset({"outtmpl", "paths", "cachedir", "download_archive"})
+"""yt-dlp options v2d sets itself: its files stay inside each sample's work folder."""
+# video2dataset 1.3.0's SlurmDistributor arguments, the keys of ``distribution.distributor_args``
+SLURM_ARGS = (
+    "cpus_per_task",
+    "job_name",
+    "partition",
+    "n_nodes",
+    "account",
+    "gpus_per_node",
+    "tasks_per_node",
+    "nodelist",
+    "constraint",
+    "exclude",
+    "cache_path",
+    "timeout",
+    "verbose_wait",
+)
 
 
 def _positive(name: str, value: float) -> None:
@@ -54,10 +76,69 @@ class YtArgs:
 
     def __post_init__(self) -> None:
         _positive("reading.yt_args.download_size", self.download_size)
+        if self.yt_metadata_args is not None:
+            _as_mapping("reading.yt_args.yt_metadata_args", self.yt_metadata_args)
+        reserved = sorted(
+            YTDL_RESERVED_OPTIONS & set(_as_mapping("reading.yt_args.ytdl_options", self.ytdl_options))
+        )
+        if reserved:
+            raise ConfigError(
+                f"reading.yt_args.ytdl_options may not set {', '.join(reserved)}: v2d keeps yt-dlp's "
+                "files inside the sample's work folder"
+            )
         if self.download_audio_rate < 0:
             raise ConfigError(
                 f"reading.yt_args.download_audio_rate must be >= 0, got {self.download_audio_rate}"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataloaderArgs:
+    """``reading.dataloader_args``: how video2dataset 1.3.0's optical_flow stage decodes frames.
+
+    With an ``OpticalFlowSubsampler``, ``decoder_kwargs.fps`` is its frame rate (None: every
+    frame) and ``resize_size`` the short side of its frames (None: full size), as in 1.3.0;
+    the other keys are accepted as 1.3.0's files write them.
+    """
+
+    batch_size: int = 1
+    resize_size: int | Sequence[int] | None = None
+    decoder_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive("reading.dataloader_args.batch_size", self.batch_size)
+        sizes = [self.resize_size] if isinstance(self.resize_size, int) else self.resize_size or []
+        if not isinstance(sizes, Sequence) or len(sizes) > 2:
+            raise ConfigError("reading.dataloader_args.resize_size must be a number or [height, width]")
+        for size in sizes:
+            _positive("reading.dataloader_args.resize_size", size)
+        kwargs = _as_mapping("reading.dataloader_args.decoder_kwargs", self.decoder_kwargs)
+        _reject_unknown("reading.dataloader_args.decoder_kwargs", kwargs, set(DECODER_KWARGS))
+        if kwargs.get("fps") is not None:
+            _positive("reading.dataloader_args.decoder_kwargs.fps", kwargs["fps"])
+
+    def flow_args(self, args: OpticalFlowArgs) -> OpticalFlowArgs:
+        """``args`` with 1.3.0's frame rate and size from these settings (a conflict is an error)."""
+        if self.resize_size is not None and not isinstance(self.resize_size, int):
+            raise ConfigError(
+                f"reading.dataloader_args.resize_size {list(self.resize_size)}: optical flow resizes "
+                "frames by their short side, give one number"
+            )
+        fps = self.decoder_kwargs.get("fps") or -1
+        for name, ours, theirs, unset in (
+            ("fps", args.fps, fps, -1),
+            ("downsample_size", args.downsample_size, self.resize_size, None),
+        ):
+            if ours not in (unset, theirs) and theirs != unset:
+                raise ConfigError(
+                    f"OpticalFlowSubsampler.{name} {ours!r} and reading.dataloader_args ({theirs!r}) "
+                    "disagree; set one of them"
+                )
+        return dataclasses.replace(
+            args,
+            fps=fps if fps != -1 else args.fps,
+            downsample_size=self.resize_size if self.resize_size is not None else args.downsample_size,
+        )
 
 
 def private_networks_default() -> bool:
@@ -76,6 +157,7 @@ class ReadingConfig:
     """
 
     yt_args: YtArgs = field(default_factory=YtArgs)
+    dataloader_args: DataloaderArgs | None = None
     timeout: float = 60
     connect_timeout: float = 10
     retries: int = 3
@@ -129,7 +211,11 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DistributionConfig:
-    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``)."""
+    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``).
+
+    ``distributor_args``: Spark settings (``spark.*``) for pyspark; 1.3.0's Slurm arguments
+    otherwise (a Slurm config run with ``multiprocessing`` keeps them, unused).
+    """
 
     processes_count: int = 16
     thread_count: int = 32
@@ -146,31 +232,49 @@ class DistributionConfig:
                 f"distribution.distributor {self.distributor!r} is not supported; "
                 f"choose one of {', '.join(DISTRIBUTORS)}"
             )
+        if self.distributor_args is not None:
+            self._check_distributor_args(_as_mapping("distribution.distributor_args", self.distributor_args))
+
+    def _check_distributor_args(self, args: Mapping[str, Any]) -> None:
+        """pyspark takes Spark settings; otherwise the keys are 1.3.0's Slurm arguments."""
+        if self.distributor != "pyspark":
+            _reject_unknown("distribution.distributor_args", args, set(SLURM_ARGS))
+            return
+        not_spark = sorted(str(key) for key in args if not str(key).startswith("spark."))
+        if not_spark:
+            raise ConfigError(
+                "distribution.distributor_args of pyspark are Spark settings (spark.*); "
+                f"got {', '.join(not_spark)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The four sections of a video2dataset config file."""
 
-    subsampling: Mapping[str, Any] = field(default_factory=dict)
+    subsampling: SubsamplingConfig = field(default_factory=SubsamplingConfig)
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
+
+    def __post_init__(self) -> None:
+        flow, loader = self.subsampling.optical_flow, self.reading.dataloader_args
+        if flow is not None and loader is not None:
+            subsampling = dataclasses.replace(self.subsampling, optical_flow=loader.flow_args(flow))
+            object.__setattr__(self, "subsampling", subsampling)
+        if self.storage.captions_are_subtitles:  # video2dataset 1.3.0 forces subtitle fetching
+            yt_args = self.reading.yt_args
+            metadata = dict(yt_args.yt_metadata_args or {})
+            metadata["writesubtitles"] = metadata.get("writesubtitles") or "all"
+            yt_args = dataclasses.replace(yt_args, yt_metadata_args=metadata)
+            object.__setattr__(self, "reading", dataclasses.replace(self.reading, yt_args=yt_args))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Config:
         """Build a config from a parsed YAML mapping; unknown keys are errors."""
         data = _as_mapping("config", data)
-        _reject_unknown("config", data, {f.name for f in dataclasses.fields(cls)})
-        reading = dict(_as_mapping("reading", data.get("reading") or {}))
-        if "yt_args" in reading:
-            reading["yt_args"] = _build(YtArgs, "reading.yt_args", reading["yt_args"] or {})
-        return cls(
-            subsampling=_as_mapping("subsampling", data.get("subsampling") or {}),
-            reading=_build(ReadingConfig, "reading", reading),
-            storage=_build(StorageConfig, "storage", data.get("storage") or {}),
-            distribution=_build(DistributionConfig, "distribution", data.get("distribution") or {}),
-        )
+        _reject_unknown("config", data, set(SECTIONS))
+        return cls(**{name: build(data.get(name) or {}) for name, build in SECTIONS.items()})
 
     @classmethod
     def load(cls, source: str | Mapping[str, Any] | Config) -> Config:
@@ -192,14 +296,18 @@ class Config:
         return cls.from_mapping(yaml.safe_load(text) or {})
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Config:
-        """This config with some fields of its sections replaced, e.g. ``{"storage": {...}}``."""
+        """This config with some fields of its sections replaced, e.g. ``{"storage": {...}}``.
+
+        Values go through the same parsing as a file's (``yt_args`` may be a mapping).
+        """
         merged: dict[str, Any] = {}
         for section, values in overrides.items():
-            current = getattr(self, section, None)
-            if not dataclasses.is_dataclass(current) or isinstance(current, type):
+            if section not in SECTIONS or section == "subsampling":
                 raise ConfigError(f"unknown config section {section!r}")
-            _reject_unknown(section, values, {f.name for f in dataclasses.fields(current)})
-            merged[section] = dataclasses.replace(current, **values)
+            current = getattr(self, section)
+            fields = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+            _reject_unknown(section, values, set(fields))
+            merged[section] = SECTIONS[section]({**fields, **values})
         return dataclasses.replace(self, **merged)
 
 
@@ -255,3 +363,23 @@ def _build(kind: type, name: str, data: Any) -> Any:
         return kind(**data)
     except TypeError as error:
         raise ConfigError(f"{name}: {error}") from None
+
+
+def _reading(data: Any) -> ReadingConfig:
+    reading = dict(_as_mapping("reading", data))
+    if not isinstance(reading.get("yt_args", YtArgs()), YtArgs):
+        reading["yt_args"] = _build(YtArgs, "reading.yt_args", reading["yt_args"] or {})
+    if isinstance(reading.get("dataloader_args"), Mapping):
+        reading["dataloader_args"] = _build(
+            DataloaderArgs, "reading.dataloader_args", reading["dataloader_args"]
+        )
+    return _build(ReadingConfig, "reading", reading)  # type: ignore[no-any-return]
+
+
+SECTIONS: dict[str, Callable[[Any], Any]] = {
+    "subsampling": SubsamplingConfig.from_mapping,
+    "reading": _reading,
+    "storage": lambda data: _build(StorageConfig, "storage", data),
+    "distribution": lambda data: _build(DistributionConfig, "distribution", data),
+}
+"""Each section's name and the parser that turns its mapping into typed values."""

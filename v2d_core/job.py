@@ -8,9 +8,12 @@ from typing import Any
 
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
+from v2d_core.subsamplers.settings import NO_ENGINE
 
 MODALITIES = ("video", "audio", "optical_flow")
 RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
+NO_ENGINE_STAGES = {"caption": NO_ENGINE["CaptionSubsampler"], "whisper": NO_ENGINE["WhisperSubsampler"]}
+"""video2dataset 1.3.0's stages that v2d has no engine for, and the feature each one is."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +36,8 @@ class JobConfig:
     config: Config = field(default_factory=Config)
 
     def __post_init__(self) -> None:
+        if self.stage in NO_ENGINE_STAGES:
+            raise ConfigError(f"stage {self.stage!r}: v2d has no engine for {NO_ENGINE_STAGES[self.stage]}")
         for name, value, allowed in (
             ("input_format", self.input_format, INPUT_FORMATS),
             ("output_format", self.output_format, OUTPUT_FORMATS),
@@ -47,6 +52,8 @@ class JobConfig:
         if self.max_shard_retry < 0:
             raise ConfigError(f"max_shard_retry must be >= 0, got {self.max_shard_retry}")
         self._check_retry_failed()
+        if self.config.storage.captions_are_subtitles and self.clip_col is not None:
+            raise ConfigError("clip_col with storage.captions_are_subtitles: clips come from the subtitles")
         reprocessing = self.stage in ("subset", "optical_flow")
         if reprocessing != (self.input_format == "webdataset"):
             raise ConfigError(

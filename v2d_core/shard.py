@@ -23,7 +23,8 @@ from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
-from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
+from v2d_core.subsamplers.base import Subsampler
+from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 from v2d_core.writers.commit import recover
 

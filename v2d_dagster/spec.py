@@ -54,8 +54,8 @@ from typing import Any
 import fsspec
 import yaml
 
-from v2d_core.api import apply_overrides
-from v2d_core.config import Config, preset_names
+from v2d_core.api import load_config
+from v2d_core.config import preset_names
 from v2d_core.errors import ConfigError, V2DError
 from v2d_core.job import JobConfig
 from v2d_dagster.k8s import stage_resources
@@ -228,7 +228,7 @@ class DatasetSpec:
             incremental_mode="incremental",
             max_shard_retry=settings.max_shard_retry,
             tmp_dir=settings.tmp_dir,
-            config=apply_overrides(Config.load(settings.config), settings.overrides),
+            config=load_config(settings.config, settings.overrides),
         )
 
     def plan_job(self) -> JobConfig:

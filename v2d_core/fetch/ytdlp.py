@@ -46,7 +46,6 @@ from v2d_core.redact import redact_mapping, redact_text
 
 LOGGER = logging.getLogger(__name__)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-RESERVED_OPTIONS = frozenset({"outtmpl", "paths", "cachedir", "download_archive"})
 DROPPED_INFO_KEYS = (
     "formats",
     "thumbnails",
@@ -55,7 +54,7 @@ DROPPED_INFO_KEYS = (
     "requested_formats",
 )
 SECRET_INFO_KEYS = frozenset({"cookies", "http_headers"})  # yt-dlp puts cookie values in "cookies"
-NOT_YTDLP_KEYS = frozenset({"get_info", "writealllangs"})
+NOT_YTDLP_KEYS = frozenset({"get_info"})
 OUTPUT_TEMPLATE = "media.f%(format_id)s.%(ext)s"
 
 
@@ -89,12 +88,6 @@ class YtDlpFetcher(Fetcher):
     """Downloads what yt-dlp finds at a page url; safe to call from many threads."""
 
     def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
-        reserved = sorted(RESERVED_OPTIONS & set(reading.yt_args.ytdl_options))
-        if reserved:
-            raise ConfigError(
-                f"reading.yt_args.ytdl_options may not set {', '.join(reserved)}: v2d keeps yt-dlp's "
-                "files inside the sample's work folder"
-            )
         cookiefile = reading.yt_args.ytdl_options.get("cookiefile", reading.yt_args.cookiefile)
         if cookiefile is not None and not Path(cookiefile).is_file():
             raise ConfigError(f"reading.yt_args.cookiefile {cookiefile!r} is not a readable file")
@@ -182,7 +175,10 @@ class YtDlpFetcher(Fetcher):
         args = self._metadata_args
         if not args:
             return {}
-        subtitles = _subtitles(ydl, info, bool(args.get("writealllangs"))) if _wants_subtitles(args) else None
+        all_langs = (
+            args.get("writesubtitles") != "first"
+        )  # video2dataset: "first" stops at the first language
+        subtitles = _subtitles(ydl, info, all_langs) if _wants_subtitles(args) else None
         trimmed = trim_info(info) if args.get("get_info") else None
         return {"yt_meta_dict": {"info": trimmed, "subtitles": subtitles}}
 
@@ -305,8 +301,8 @@ Cue = dict[str, Any]
 def _subtitles(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], all_langs: bool) -> dict[str, list[Cue]]:
     """Requested subtitles, fetched through yt-dlp (its proxy and cookies) and parsed as WebVTT.
 
-    Languages come in ``subtitleslangs`` order; only the first present one unless
-    ``writealllangs`` (video2dataset's rule).
+    Languages come in ``subtitleslangs`` order; only the first present one when
+    ``writesubtitles`` is ``first``, else all (video2dataset's rule).
     """
     parsed: dict[str, list[Cue]] = {}
     for lang, sub in (info.get("requested_subtitles") or {}).items():

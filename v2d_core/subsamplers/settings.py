@@ -266,6 +266,13 @@ ARGS_CLASSES: dict[str, type] = {
 }
 
 
+NO_ENGINE = {
+    "CaptionSubsampler": "captioning videos with a model (1.3.0's caption stage)",
+    "WhisperSubsampler": "transcribing speech with Whisper (1.3.0's whisper stage)",
+}
+"""video2dataset 1.3.0's subsamplers that v2d has no engine for, and the feature each one is."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SubsamplingConfig:
     """The parsed ``subsampling`` section: which subsamplers are on, with which arguments."""
@@ -284,6 +291,10 @@ class SubsamplingConfig:
         """Parse video2dataset's ``subsampling`` mapping; unknown names are a ConfigError."""
         if not isinstance(section, Mapping):
             raise ConfigError(f"subsampling must be a mapping, got {type(section).__name__}")
+        for name in sorted(set(section) & set(NO_ENGINE)):
+            raise ConfigError(
+                f"subsampling.{name}: v2d has no engine for {NO_ENGINE[name]}; remove it from the config"
+            )
         unknown = sorted(set(section) - set(ARGS_CLASSES))
         if unknown:
             raise ConfigError(

@@ -29,7 +29,7 @@ from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
 from v2d_core.storage import fresh_fs
-from v2d_core.subsamplers import output_encode_formats
+from v2d_core.subsamplers.chain import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
 from v2d_dagster.metadata import shard_metadata
