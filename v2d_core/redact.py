@@ -90,7 +90,7 @@ def _redact_one_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:  # an unparseable netloc ("[::1"): mask everything up to its last "@"
-        head, at, tail = url.partition("?")[0].rpartition("@")
+        head, at, _ = url.partition("?")[0].rpartition("@")
         return f"{head.partition('//')[0]}//{MASK}@{url[len(head) + 1 :]}" if at else url
     netloc = parts.netloc
     if "@" in netloc:
