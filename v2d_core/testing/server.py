@@ -23,6 +23,7 @@ Routes (``name`` is a file under the served folder):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import json
@@ -36,6 +37,10 @@ from typing import Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 STALL_LIMIT_SECONDS = 30.0
+
+
+SIGNATURE = "s1gn4ture-Of-This-Url"  # the ``signed`` route's query signature
+BASIC_AUTH = ("alice", "p@ss:w0rd")  # the ``signed`` route's user and password
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,6 +104,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, b"try again", "text/plain")
             return
         self._route_files(name)
+
+    def _route_signed(self, rest: str) -> None:
+        """``signed/N/name``: 403 without ``sig=SIGNATURE`` in the query or the basic-auth
+        credentials ``BASIC_AUTH``; with them, the first ``N`` requests of the url get 503."""
+        query = self.path.partition("?")[2]
+        basic = base64.b64encode(":".join(BASIC_AUTH).encode()).decode()
+        signed = f"sig={SIGNATURE}" in query.split("&")
+        if not signed and self.headers.get("Authorization") != f"Basic {basic}":
+            self._send(403, b"signature or credentials missing", "text/plain")
+            return
+        self._route_flaky(rest)
 
     def _route_stall(self, name: str) -> None:
         body = self._file(name)
