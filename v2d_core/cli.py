@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import traceback
 from typing import Any
@@ -26,8 +27,17 @@ _command.__doc__ = video2dataset.__doc__
 _command.__signature__ = inspect.signature(video2dataset)  # type: ignore[attr-defined]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the run): handled as Ctrl-C is, with its own exit code."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Entry point of the ``video2dataset`` console script."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
@@ -36,12 +46,12 @@ def main() -> None:
     except Exception as error:  # a crash: its traceback, with credentials masked
         print(redact_text("".join(traceback.format_exception(error))), file=sys.stderr, end="")
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         print(
             "video2dataset: interrupted; finished shards are kept, run the same command to resume",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if isinstance(interruption, Terminated) else 130)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from v2d_core.fetch.webdataset import COPY_BLOCK
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.shard import SampleCallback, ShardResult, SourceItem, fetch_samples, process_shard, write_shard
-from v2d_core.sharding import ShardSpec, read_shard_input
+from v2d_core.sharding import ShardSpec, discard_temporary_input, read_shard_input
 from v2d_core.writers import ShardWriter
 from v2d_core.writers.commit import recover
 
@@ -44,11 +44,13 @@ def process_or_retry(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback 
     asks whether the shard is finished.
     """
     name = job.shard_name(spec.shard_id)
+    retrying = False
     if job.incremental_mode == "retry_failed":
         recover(job.output_folder, [name])
-        if _exists(job, f"{name}_stats.json"):
-            return retry_shard(spec, job, on_sample)
-    return process_shard(spec, job, on_sample)
+        retrying = _exists(job, f"{name}_stats.json")
+    result = retry_shard(spec, job, on_sample) if retrying else process_shard(spec, job, on_sample)
+    discard_temporary_input(spec)
+    return result
 
 
 def transient_failures(job: JobConfig, shard_ids: Iterable[int]) -> dict[int, int]:
