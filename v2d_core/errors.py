@@ -5,6 +5,7 @@
     V2DError
     ├── ConfigError          bad option or value; raised before any work starts
     ├── InputError           unreadable url list, missing column
+    ├── OutputError          output folder unusable: a file, or another run writes it
     ├── FetchError           -> status "failed_to_download"
     │   ├── UnsupportedUrlError    not http(s), no url at all, or a live stream
     │   ├── RefusedUrlError        host in a private / reserved range (the address guard), or a
@@ -43,6 +44,10 @@ class ConfigError(V2DError, ValueError):
 
 class InputError(V2DError, ValueError):
     """The url list cannot be read as asked."""
+
+
+class OutputError(V2DError):
+    """The output folder cannot be written by this run."""
 
 
 class FetchError(V2DError):

@@ -20,6 +20,7 @@ import fsspec.config
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.lifetime import watch_main_process
+from v2d_core.output_lock import LOCK_NAME, output_lock
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry, transient_failures
@@ -65,6 +66,11 @@ def run_job(
     With ``incremental_mode="retry_failed"``, done shards with transient failures are retried too.
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
+    with output_lock(job.output_folder):
+        return _run_locked(job, show_progress, observer)
+
+
+def _run_locked(job: JobConfig, show_progress: bool, observer: FiguresObserver | None) -> RunSummary:
     started = time.monotonic()
     run = shard_runner(job.config.distribution.distributor)
     done = prepare_output(job)
@@ -143,7 +149,9 @@ def prepare_output(job: JobConfig) -> set[int]:
     shards already done (their stats exist). Call it only when no other run writes there."""
     fs, root = fresh_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
-        fs.rm(root, recursive=True)
+        for path in fs.ls(root, detail=False):
+            if path.rstrip("/").rsplit("/", 1)[-1] != LOCK_NAME:  # the lock this run holds
+                fs.rm(path, recursive=True)
     fs.makedirs(root, exist_ok=True)
     recover(job.output_folder)
     clear_work_folders(job)
