@@ -54,3 +54,15 @@ def test_an_output_folder_that_is_a_file_is_a_clear_error(tmp_path: Path, media_
     assert done.returncode == 2
     assert done.stderr.strip() == f"video2dataset: error: output_folder {target} is a file, not a folder"
     assert target.read_text() == "not a folder"
+
+
+def test_control_characters_from_inputs_and_servers_never_reach_the_terminal(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    url = media_server.url("status/404", "\x1b[2J\x1b]0;owned\x07clip.mp4")
+    source = write_csv(tmp_path / "videos.csv", [{"url": url}])
+    done = run_cli(f"--url_list={source}", "--input_format=csv", f"--output_folder={tmp_path / 'out'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "HTTP 404" in done.stdout
+    assert "\\x1b[2J\\x1b]0;owned\\x07clip.mp4" in done.stdout  # shown, escaped
+    assert not any(char in done.stdout + done.stderr for char in "\x1b\x07")

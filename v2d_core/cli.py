@@ -14,6 +14,7 @@ from v2d_core.api import video2dataset
 from v2d_core.errors import V2DError
 from v2d_core.redact import redact_text
 from v2d_core.summary import summary_lines
+from v2d_core.text import terminal_safe
 
 
 def _command(*args: Any, **kwargs: Any) -> None:
@@ -41,10 +42,10 @@ def main() -> None:
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
-        print(f"video2dataset: error: {redact_text(str(error))}", file=sys.stderr)
+        print(f"video2dataset: error: {terminal_safe(redact_text(str(error)))}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:  # a crash: its traceback, with credentials masked
-        print(redact_text("".join(traceback.format_exception(error))), file=sys.stderr, end="")
+        print(terminal_safe(redact_text("".join(traceback.format_exception(error)))), file=sys.stderr, end="")
         sys.exit(1)
     except KeyboardInterrupt as interruption:
         print(
