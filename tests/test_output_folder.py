@@ -7,6 +7,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.crash import cli_command, run_env, start
 from tests.helpers import write_csv
 from tests.test_run_lifetime import stalled_run, wait_for
@@ -66,3 +68,19 @@ def test_control_characters_from_inputs_and_servers_never_reach_the_terminal(
     assert "HTTP 404" in done.stdout
     assert "\\x1b[2J\\x1b]0;owned\\x07clip.mp4" in done.stdout  # shown, escaped
     assert not any(char in done.stdout + done.stderr for char in "\x1b\x07")
+
+
+@pytest.mark.parametrize("column", ["key", "status", "error_message"])
+def test_a_user_column_named_like_a_status_column_is_refused_before_any_work(
+    tmp_path: Path, media_server: MediaServer, column: str
+) -> None:
+    url = media_server.url("files", "video_0000.mp4")
+    source = write_csv(tmp_path / "videos.csv", [{"url": url, column: "mine"}])
+    output = tmp_path / "out"
+    done = run_cli(
+        f"--url_list={source}", "--input_format=csv", f"--output_folder={output}",
+        f"--save_additional_columns={column}",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"save_additional_columns ['{column}']: v2d writes columns of these names itself" in done.stderr
+    assert not output.exists()
