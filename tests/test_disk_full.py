@@ -48,7 +48,7 @@ def test_a_full_tmp_dir_fails_the_shard_whole_and_a_rerun_redoes_it(
         f"--output_folder={output}",
         "--output_format=webdataset",
     ]
-    args += ["--processes_count=1", "--thread_count=1", "--max_shard_retry=1"]
+    args += ["--processes_count=1", "--thread_count=1", "--max_shard_retry=1", "--number_sample_per_shard=2"]
     full = subprocess.run(
         cli_command(*args, f"--tmp_dir={small_disk}"),
         env=run_env(),
@@ -67,5 +67,5 @@ def test_a_full_tmp_dir_fails_the_shard_whole_and_a_rerun_redoes_it(
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    rows_written = check_dataset(output, ["00000000", "00000001"], "webdataset")
+    rows_written = check_dataset(output, ["000000", "000001"], "webdataset")
     assert [row["status"] for row in rows_written] == ["success", "success"]
