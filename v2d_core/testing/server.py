@@ -18,6 +18,10 @@ Routes (``name`` is a file under the served folder):
 - ``/jsonld/{s}/{name}``       an HTML page announcing (schema.org JSON-LD) a video of ``s`` seconds
                                at ``/files/{name}``
 - ``/redirect/{url}``          302 to ``url`` (percent-encoded, e.g. ``quote(target, safe="")``)
+- ``/bigpage/{mib}``           an HTML page of ``mib`` MiB (for yt-dlp)
+- ``/subtitled/{mib}/{name}``  an HTML page whose ``<video>`` plays ``/files/{name}`` with an English
+                               WebVTT track of ``mib`` MiB
+- ``/vtt/{mib}``               a WebVTT file of about ``mib`` MiB
 - ``/robots/{tags}/{name}``    the file with the header ``X-Robots-Tag: {tags}`` (percent-encoded)
 """
 
@@ -217,6 +221,24 @@ class _Handler(BaseHTTPRequestHandler):
             f'<script type="application/ld+json">{json.dumps(video)}</script></head><body></body></html>'
         )
         self._send(200, page.encode(), "text/html")
+
+    def _route_bigpage(self, mib: str) -> None:
+        filler = b"<p>" + b"x" * 1020 + b"</p>"
+        body = b"<!doctype html><html><body>" + filler * (1024 * int(mib)) + b"</body></html>"
+        self._send(200, body, "text/html")
+
+    def _route_subtitled(self, rest: str) -> None:
+        mib, _, name = rest.partition("/")
+        page = (
+            "<!doctype html><html><head><title>Subtitled video</title></head><body><video controls>"
+            f'<source src="/files/{name}" type="video/mp4">'
+            f'<track kind="subtitles" srclang="en" src="/vtt/{mib}"></video></body></html>'
+        )
+        self._send(200, page.encode(), "text/html")
+
+    def _route_vtt(self, mib: str) -> None:
+        cue = b"00:00:00.000 --> 00:00:01.000\n" + b"w" * 990 + b"\n\n"
+        self._send(200, b"WEBVTT\n\n" + cue * (1024 * int(mib)), "text/vtt")
 
     def _route_embedurl(self, rest: str) -> None:
         source = parse_qs(urlsplit(self.path).query).get("src", [""])[0]
