@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
+from tests.hostile_media import gray_jpeg, mjpeg_mp4, small_jpeg
 from v2d_core import video2dataset
 from v2d_core.dataloader import get_video_dataset
 from v2d_core.dataloader.sampling import scenes_in_frames
@@ -318,3 +319,20 @@ def test_torch_dataloader_with_two_workers(dataset: Dataset) -> None:
     for batch in batches:
         assert isinstance(batch["mp4"], torch.Tensor) and batch["mp4"].dtype == torch.uint8
         assert tuple(batch["mp4"].shape) == (len(batch["__key__"]), 8, 60, 80, 3)
+
+
+def test_a_frame_over_max_pixels_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    """A 12000x12000 JPEG frame stored in a few hundred kB would decode to 432 MB of RGB."""
+    bomb = mjpeg_mp4(tmp_path / "bomb.mp4", [gray_jpeg(small_jpeg(tmp_path), 12000)]).read_bytes()
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    with tarfile.open(folder / "00000.tar", "w") as tar:
+        for name, data in (("000000.mp4", bomb), ("000000.txt", b"bomb")):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    options = {"batch_size": 1, "decoder_kwargs": {"n_frames": 1}}
+    with pytest.raises(DecodeError, match=r"12000x12000 \(144000000 pixels\), over max_pixels \(67108864\)"):
+        list(get_video_dataset(str(folder), **options))  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match=r"over max_pixels \(1000\)"):
+        list(get_video_dataset(str(folder), batch_size=1, decoder_kwargs={"n_frames": 1, "max_pixels": 1000}))

@@ -7,6 +7,7 @@ import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -17,7 +18,7 @@ from tests.crash import check_dataset, cli_command, frozen, kill_when, run_env, 
 from tests.helpers import stats, write_csv
 from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
-from v2d_core.testing.server import MediaServer
+from v2d_core.testing.server import BASIC_AUTH, SIGNATURE, MediaServer
 from v2d_dagster.factory import build_definitions
 
 FAST = {"processes_count": 2, "thread_count": 2, "show_progress": False, "timeout": 2, "retries": 0}
@@ -262,3 +263,29 @@ def test_yt_dlp_failures_are_transient_by_yt_dlp_exception_type(
         "no video": False,
     }
     assert all(row["status"] == "failed_to_download" for row in rows.values())
+
+
+def test_retry_failed_fetches_signed_and_basic_auth_urls_with_their_secrets(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    """The parquet masks credentials, yet a retry fetches the url whole, from the shard's input."""
+    tag = uuid.uuid4().hex
+    user, password = (quote(part, safe="") for part in BASIC_AUTH)
+    signed = media_server.url("signed/1", f"video_0000.mp4?sig={SIGNATURE}&t={tag}")
+    basic = media_server.url("signed/1", f"video_0001.mp4?t={tag}").replace("://", f"://{user}:{password}@")
+    source = write_csv(
+        tmp_path / "videos.csv", [{"url": signed, "caption": "s"}, {"url": basic, "caption": "b"}]
+    )
+    output = tmp_path / "out"
+    args = {"url_list": str(source), "input_format": "csv", "caption_col": "caption"}
+    video2dataset(**args, output_folder=str(output), **FAST)
+    first = rows_by_caption(output)
+    assert {c: (r["status"], r["error_transient"]) for c, r in first.items()} == {
+        "s": ("failed_to_download", True),  # 503 on the first request
+        "b": ("failed_to_download", True),
+    }
+    assert SIGNATURE not in first["s"]["url"] and "w0rd" not in first["b"]["url"]
+    video2dataset(**args, output_folder=str(output), incremental_mode="retry_failed", **FAST)
+    after = rows_by_caption(output)
+    assert {c: r["status"] for c, r in after.items()} == {"s": "success", "b": "success"}
+    assert SIGNATURE not in after["s"]["url"] and "w0rd" not in after["b"]["url"]

@@ -211,6 +211,39 @@ def test_dagster_event_logs_and_metadata_carry_no_credentials(served: Path, tmp_
         ("failed: Authorization: Bearer abc.def", "failed: Authorization: ***"),
         ('{"password": "hunter2"}', '{"password": "***"}'),
         ("https://example.com/v.mp4?v=1", "https://example.com/v.mp4?v=1"),
+        # a password holding "@", and a protocol-relative url
+        ("get https://user:p@ss@host.com/v.mp4 now", "get https://***@host.com/v.mp4 now"),
+        ("src=//user:pw@cdn.example/v.mp4", "src=//***@cdn.example/v.mp4"),
+        # each provider's signing parameters, one by one
+        (
+            "https://b.s3.amazonaws.com/v?X-Amz-Credential=AK&X-Amz-Signature=ab&v=2",
+            "https://b.s3.amazonaws.com/v?X-Amz-Credential=***&X-Amz-Signature=***&v=2",
+        ),
+        (
+            "https://storage.googleapis.com/b/v?X-Goog-Credential=c&X-Goog-Signature=s",
+            "https://storage.googleapis.com/b/v?X-Goog-Credential=***&X-Goog-Signature=***",
+        ),
+        (
+            "https://a.blob.core.windows.net/c/v?sv=2020-08&se=2026-12&sig=a%3D",
+            "https://a.blob.core.windows.net/c/v?sv=2020-08&se=***&sig=***",
+        ),
+        (
+            "https://d.cloudfront.net/v?Policy=p&Signature=s&Key-Pair-Id=k",
+            "https://d.cloudfront.net/v?Policy=***&Signature=***&Key-Pair-Id=***",
+        ),
+        (
+            "https://a.akamaized.net/v.mp4?__token__=exp=1~acl=/*~hmac=ab12",
+            "https://a.akamaized.net/v.mp4?__token__=***",
+        ),
+        ("https://a.akamaized.net/v.mp4?hdnts=exp=1~hmac=ab12", "https://a.akamaized.net/v.mp4?hdnts=***"),
+        (
+            "https://x.aliyuncs.com/v.mp4?auth_key=1444435200-0-0-ab",
+            "https://x.aliyuncs.com/v.mp4?auth_key=***",
+        ),
+        (
+            "https://x.example/v.mp4?token=t&signature=s&key=k&sig=g",
+            "https://x.example/v.mp4?token=***&signature=***&key=***&sig=***",
+        ),
     ],
 )
 def test_redact_text_masks_credentials_and_keeps_the_rest(text: str, expected: str) -> None:

@@ -171,3 +171,44 @@ def test_a_transform_failure_is_a_failed_to_subsample_row_with_the_reason(tmp_pa
     assert rows["000031"]["error_message"]
     assert stats(output)["00003"]["failed_to_subsample"] == 1
     assert sorted(tar_members(output / "00003.tar")) == ["000030.json", "000030.mp4", "000030.txt"]
+
+
+def test_a_truncated_input_tar_keeps_the_samples_before_the_damage(tmp_path: Path, media_dir: Path) -> None:
+    source = tmp_path / "input"
+    source.mkdir()
+    tar_path = source / "00007.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        for index in range(3):
+            key = f"00007{index:02d}"
+            for name, data in (
+                (f"{key}.mp4", (media_dir / f"video_000{index}.mp4").read_bytes()),
+                (f"{key}.json", json.dumps({"key": key, "url": f"http://x/{index}.mp4"}).encode()),
+            ):
+                member = tarfile.TarInfo(name)
+                member.size = len(data)
+                tar.addfile(member, io.BytesIO(data))
+    with tarfile.open(tar_path) as tar:
+        last_video = tar.getmember("0000702.mp4")
+    whole = tar_path.read_bytes()
+    tar_path.write_bytes(whole[: last_video.offset_data + last_video.size // 2])  # cut inside the last video
+    output = tmp_path / "subset"
+    video2dataset(
+        url_list=str(source),
+        input_format="webdataset",
+        stage="subset",
+        output_folder=str(output),
+        output_format="webdataset",
+        **FAST,
+    )
+    rows = {row["key"]: row for row in status_rows(output)}
+    assert {key: row["status"] for key, row in rows.items()} == {
+        "0000700": "success",
+        "0000701": "success",
+        "0000702": "failed_to_download",
+    }
+    assert f"input tar {tar_path} breaks near byte" in rows["0000702"]["error_message"]
+    assert sorted({name.partition(".")[0] for name in tar_members(output / "00007.tar")}) == [
+        "0000700",
+        "0000701",
+    ]
+    assert stats(output)["00007"]["count"] == 3

@@ -77,6 +77,11 @@ def test_loopback_hosts_are_refused_after_dns_resolution(
         ("http://[fd00::1]/a.mp4", "fc00::/7 (unique local; private)"),
         ("http://[::ffff:169.254.169.254]/a.mp4", "169.254.0.0/16"),
         ("https://[64:ff9b::a01:203]/a.mp4", "10.0.0.0/8 (private)"),
+        # IPv6 forms that embed a forbidden IPv4 address: compatible, translated, local-use NAT64
+        ("http://[::127.0.0.1]/a.mp4", "127.0.0.0/8 (loopback)"),
+        ("http://[::ffff:0:10.0.0.1]/a.mp4", "10.0.0.0/8 (private)"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/a.mp4", "169.254.0.0/16 (link-local; cloud metadata)"),
+        ("http://[64:ff9b:1:7f00:0:100::]/a.mp4", "127.0.0.0/8 (loopback)"),
         ("http://240.0.0.1/a.mp4", "240.0.0.0/4 (reserved)"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import traceback
 from typing import Any
@@ -13,6 +14,7 @@ from v2d_core.api import video2dataset
 from v2d_core.errors import V2DError
 from v2d_core.redact import redact_text
 from v2d_core.summary import summary_lines
+from v2d_core.text import terminal_safe
 
 
 def _command(*args: Any, **kwargs: Any) -> None:
@@ -26,22 +28,31 @@ _command.__doc__ = video2dataset.__doc__
 _command.__signature__ = inspect.signature(video2dataset)  # type: ignore[attr-defined]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the run): handled as Ctrl-C is, with its own exit code."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Entry point of the ``video2dataset`` console script."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
-        print(f"video2dataset: error: {redact_text(str(error))}", file=sys.stderr)
+        print(f"video2dataset: error: {terminal_safe(redact_text(str(error)))}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:  # a crash: its traceback, with credentials masked
-        print(redact_text("".join(traceback.format_exception(error))), file=sys.stderr, end="")
+        print(terminal_safe(redact_text("".join(traceback.format_exception(error)))), file=sys.stderr, end="")
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         print(
             "video2dataset: interrupted; finished shards are kept, run the same command to resume",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if isinstance(interruption, Terminated) else 130)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ class ReadingConfig:
     retries: int = 3
     retry_backoff: float = 0.5
     max_file_size: int = 2 * 1024**3
+    max_subtitle_size: int = 16 * 1024**2  # one subtitle file yt-dlp fetches
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_duration: float | None = None
     fetch_deadline: float = 1800
@@ -175,6 +176,7 @@ class ReadingConfig:
         _positive("reading.timeout", self.timeout)
         _positive("reading.connect_timeout", self.connect_timeout)
         _positive("reading.max_file_size", self.max_file_size)
+        _positive("reading.max_subtitle_size", self.max_subtitle_size)
         _positive("reading.max_pixels", self.max_pixels)
         _positive("reading.fetch_deadline", self.fetch_deadline)
         if self.max_duration is not None:

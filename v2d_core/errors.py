@@ -5,6 +5,8 @@
     V2DError
     ├── ConfigError          bad option or value; raised before any work starts
     ├── InputError           unreadable url list, missing column
+    ├── OutputError          output folder unusable: a file, or another run writes it
+    ├── DiskFullError        a disk v2d writes to is full: the whole shard fails, to be redone
     ├── FetchError           -> status "failed_to_download"
     │   ├── UnsupportedUrlError    not http(s), no url at all, or a live stream
     │   ├── RefusedUrlError        host in a private / reserved range (the address guard), or a
@@ -29,6 +31,8 @@ the row again) in :func:`is_transient`, from the error's class.
 
 from __future__ import annotations
 
+import errno
+
 from v2d_core.redact import redact_text
 from v2d_core.sample import Status
 
@@ -43,6 +47,15 @@ class ConfigError(V2DError, ValueError):
 
 class InputError(V2DError, ValueError):
     """The url list cannot be read as asked."""
+
+
+class OutputError(V2DError):
+    """The output folder cannot be written by this run."""
+
+
+class DiskFullError(V2DError):
+    """No space left where v2d writes (``tmp_dir``, the output): not the row's fault, so the shard
+    fails as a whole (its old version, if any, stays) and the runner's shard retry redoes it."""
 
 
 class FetchError(V2DError):
@@ -122,6 +135,20 @@ class SubsampleTimeoutError(SubsampleError):
 
 class DecodeError(V2DError):
     """The dataloader cannot turn a dataset sample into frames (unreadable video, too few frames)."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def raise_if_disk_full(error: BaseException) -> None:
+    """Raise :class:`DiskFullError` if ``error``, or an error it wraps, is a full disk or quota."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            raise DiskFullError(f"no space left to write the shard: {current}") from error
+        current = current.__cause__ or current.__context__
 
 
 def status_for(error: BaseException) -> Status:

@@ -9,6 +9,7 @@ from typing import Any
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
 from v2d_core.subsamplers.settings import NO_ENGINE
+from v2d_core.writers.status import RESERVED_COLUMNS
 
 MODALITIES = ("video", "audio", "optical_flow")
 RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
@@ -54,11 +55,22 @@ class JobConfig:
         self._check_retry_failed()
         if self.config.storage.captions_are_subtitles and self.clip_col is not None:
             raise ConfigError("clip_col with storage.captions_are_subtitles: clips come from the subtitles")
+        self._check_additional_columns()
         reprocessing = self.stage in ("subset", "optical_flow")
         if reprocessing != (self.input_format == "webdataset"):
             raise ConfigError(
                 f"stage {self.stage!r} with input_format {self.input_format!r}: the subset and optical_flow "
                 "stages read webdataset tars (input_format='webdataset'), the download stage reads url lists"
+            )
+
+    def _check_additional_columns(self) -> None:
+        """A user column may not take the name of a column v2d writes (the parquet would hold it
+        twice, and the json would lose the sample's own key or status)."""
+        reserved = [name for name in self.save_additional_columns if name in RESERVED_COLUMNS]
+        if reserved:
+            raise ConfigError(
+                f"save_additional_columns {reserved}: v2d writes columns of these names itself "
+                f"({', '.join(RESERVED_COLUMNS)}); rename the column in the url list"
             )
 
     def _check_retry_failed(self) -> None:

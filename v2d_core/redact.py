@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
 MIN_SECRET_CHARS = 6  # shorter remembered values ("1", "yes") would mask ordinary words
@@ -28,16 +29,18 @@ SECRET_KEY = re.compile(
     r"access_?key|account_?key|private_?key|signature|connection_?string",
     re.IGNORECASE,
 )
-SECRET_PARAMS = (
-    "sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
-    "x-goog-credential|token|access_token|id_token|refresh_token|auth|api_key|apikey|key|"
-    "password|passwd|secret|client_secret|sas_token"
+# Query parameters that sign or authorise a url, by provider: AWS (X-Amz-*), GCS (X-Goog-*),
+# Azure SAS (sig, se), CloudFront (Signature, Key-Pair-Id, Policy), Akamai (__token__, hmac),
+# Alibaba (auth_key), and the generic names. Matched case-insensitively on the whole name.
+SIGNING_PARAMS = re.compile(
+    r"x-amz-.+|x-goog-.+|sig|se|signature|key-pair-id|policy|__token__|hdnts|hmac|auth_key|"
+    r"token|access_token|id_token|refresh_token|auth|api_key|apikey|key|password|passwd|secret|"
+    r"client_secret|sas_token",
+    re.IGNORECASE,
 )
+# A url in free text: scheme://... or protocol-relative //..., up to whitespace or a quote.
+URL_IN_TEXT = re.compile(r"(?<![\w/])(?:[a-z][a-z0-9+.\-]*:)?//[^\s'\"<>]+", re.IGNORECASE)
 PATTERNS = (
-    # user-info of a url: scheme://user:password@host
-    (re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^/?#\s@'\"<>]+@", re.IGNORECASE), rf"\1{MASK}@"),
-    # credential-carrying query parameters
-    (re.compile(rf"([?&;](?:{SECRET_PARAMS})=)[^&#\s'\"<>]*", re.IGNORECASE), rf"\1{MASK}"),
     # header lines
     (
         re.compile(r"\b(authorization|proxy-authorization|cookie|set-cookie)(\s*[:=]\s*)[^\r\n]*", re.I),
@@ -45,7 +48,10 @@ PATTERNS = (
     ),
     # "password": "value" and password=value
     (re.compile(r"(\"(?:password|passwd|secret|token|api_key)\"\s*:\s*\")[^\"]*", re.I), rf"\1{MASK}"),
-    (re.compile(r"\b((?:password|passwd|secret|api_key)\s*[=:]\s*)[^\s,;'\"&]+", re.I), rf"\1{MASK}"),
+    (
+        re.compile(r"(?<![?&;])\b((?:password|passwd|secret|api_key)\s*[=:]\s*)[^\s,;'\"&]+", re.I),
+        rf"\1{MASK}",
+    ),
 )
 
 _known: tuple[str, ...] = ()  # longest first, so a value inside another is masked after it
@@ -69,9 +75,40 @@ def redact_text(text: str) -> str:
     """``text`` with credentials in urls, headers and remembered values replaced by ``***``."""
     for value in _known:  # sorted once in remember(), not on every row
         text = text.replace(value, MASK)
+    text = URL_IN_TEXT.sub(lambda match: _redact_one_url(match.group()), text)
     for pattern, replacement in PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _redact_one_url(url: str) -> str:
+    """``url`` with its user-info and signing query parameters masked, parsed by urllib.
+
+    The netloc ends at the first ``/?#``; its user-info is everything before the LAST ``@``,
+    so a password holding ``@`` is masked whole.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unparseable netloc ("[::1"): mask everything up to its last "@"
+        head, at, _ = url.partition("?")[0].rpartition("@")
+        return f"{head.partition('//')[0]}//{MASK}@{url[len(head) + 1 :]}" if at else url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = "".join(_masked_param(piece) for piece in _SEPARATOR.split(parts.query)) if parts.query else ""
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_SEPARATOR = re.compile(r"([&;])")
+
+
+def _masked_param(piece: str) -> str:
+    name, equals, value = piece.partition("=")
+    if equals and value and SIGNING_PARAMS.fullmatch(unquote(name)):
+        return f"{name}={MASK}"
+    return piece
 
 
 def redact_mapping(value: Any) -> Any:

@@ -29,7 +29,7 @@ from v2d_core.fetch.webdataset import COPY_BLOCK
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.shard import SampleCallback, ShardResult, SourceItem, fetch_samples, process_shard, write_shard
-from v2d_core.sharding import ShardSpec
+from v2d_core.sharding import ShardSpec, discard_temporary_input, read_shard_input
 from v2d_core.writers import ShardWriter
 from v2d_core.writers.commit import recover
 
@@ -44,11 +44,13 @@ def process_or_retry(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback 
     asks whether the shard is finished.
     """
     name = job.shard_name(spec.shard_id)
+    retrying = False
     if job.incremental_mode == "retry_failed":
         recover(job.output_folder, [name])
-        if _exists(job, f"{name}_stats.json"):
-            return retry_shard(spec.shard_id, job, on_sample)
-    return process_shard(spec, job, on_sample)
+        retrying = _exists(job, f"{name}_stats.json")
+    result = retry_shard(spec, job, on_sample) if retrying else process_shard(spec, job, on_sample)
+    discard_temporary_input(spec)
+    return result
 
 
 def transient_failures(job: JobConfig, shard_ids: Iterable[int]) -> dict[int, int]:
@@ -61,8 +63,13 @@ def transient_failures(job: JobConfig, shard_ids: Iterable[int]) -> dict[int, in
     return counts
 
 
-def retry_shard(shard_id: int, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
-    """Fetch again the rows of a finished shard that failed for a transient reason; rewrite the shard."""
+def retry_shard(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
+    """Fetch again the rows of a finished shard that failed for a transient reason; rewrite the shard.
+
+    The parquet keeps urls with their credentials masked; the retried rows are fetched from the
+    urls of the shard's input, which keeps them whole.
+    """
+    shard_id = spec.shard_id
     name = job.shard_name(shard_id)
     status = _read_status(job, shard_id)
     if TRANSIENT_COLUMN not in status.column_names:  # written before v2d recorded transient failures
@@ -72,7 +79,8 @@ def retry_shard(shard_id: int, job: JobConfig, on_sample: SampleCallback | None 
     if retried.num_rows == 0:
         return result
     input_schema = pa.schema(list(status.schema)[: status.schema.get_field_index("key")])
-    samples = [_sample(row, input_schema) for row in retried.to_pylist()]
+    urls = _input_urls(spec, job)
+    samples = [_sample(row, input_schema, urls) for row in retried.to_pylist()]
 
     def source(tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
         return input_schema, fetch_samples(samples, job, tmp)
@@ -83,9 +91,18 @@ def retry_shard(shard_id: int, job: JobConfig, on_sample: SampleCallback | None 
     return write_shard(result, job, source, on_sample, keep)
 
 
-def _sample(row: dict[str, Any], input_schema: pa.Schema) -> Sample:
+def _sample(row: dict[str, Any], input_schema: pa.Schema, urls: dict[str, str | None]) -> Sample:
     extra = {field.name: row[field.name] for field in input_schema if field.name not in ("url", "caption")}
-    return Sample(key=row["key"], url=row["url"], caption=row.get("caption"), extra=extra)
+    url = urls.get(row["key"], row["url"])
+    return Sample(key=row["key"], url=url, caption=row.get("caption"), extra=extra)
+
+
+def _input_urls(spec: ShardSpec, job: JobConfig) -> dict[str, str | None]:
+    """Sample key -> the url as the shard's input has it (credentials whole); empty for tar input."""
+    if job.input_format == "webdataset":
+        return {}
+    urls = read_shard_input(spec).column("url").to_pylist()
+    return {job.sample_key(spec.shard_id, index): url for index, url in enumerate(urls)}
 
 
 def _result_from_stats(shard_id: int, stats: dict[str, Any], retried: list[dict[str, Any]]) -> ShardResult:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
@@ -17,6 +19,8 @@ import fsspec.config
 
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
+from v2d_core.lifetime import watch_main_process
+from v2d_core.output_lock import LOCK_NAME, output_lock
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry, transient_failures
@@ -62,6 +66,11 @@ def run_job(
     With ``incremental_mode="retry_failed"``, done shards with transient failures are retried too.
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
+    with output_lock(job.output_folder):
+        return _run_locked(job, show_progress, observer)
+
+
+def _run_locked(job: JobConfig, show_progress: bool, observer: FiguresObserver | None) -> RunSummary:
     started = time.monotonic()
     run = shard_runner(job.config.distribution.distributor)
     done = prepare_output(job)
@@ -72,7 +81,10 @@ def run_job(
         if job.input_format == "webdataset":
             specs = tar_shards(job.url_list, skip=skip)
         else:
-            specs = list(plan_shards(job, shard_dir, skip=skip))
+            # The run's own copy of the rows, credentials whole: deleted as each shard commits.
+            specs = [
+                dataclasses.replace(s, temporary_input=True) for s in plan_shards(job, shard_dir, skip=skip)
+            ]
         # A retried shard fetches only its failed rows: that is what the progress bar counts.
         specs = [dataclasses.replace(s, row_count=retried.get(s.shard_id, s.row_count)) for s in specs]
         summary = run(specs, job, show_progress, observer)
@@ -137,7 +149,9 @@ def prepare_output(job: JobConfig) -> set[int]:
     shards already done (their stats exist). Call it only when no other run writes there."""
     fs, root = fresh_fs(job.output_folder)
     if job.incremental_mode == "overwrite" and fs.exists(root):
-        fs.rm(root, recursive=True)
+        for path in fs.ls(root, detail=False):
+            if path.rstrip("/").rsplit("/", 1)[-1] != LOCK_NAME:  # the lock this run holds
+                fs.rm(path, recursive=True)
     fs.makedirs(root, exist_ok=True)
     recover(job.output_folder)
     clear_work_folders(job)
@@ -164,23 +178,49 @@ def _run_pool(
             workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(events, dict(os.environ), dict(fsspec.config.conf)),
+            initargs=(events, dict(os.environ), dict(fsspec.config.conf), os.getpid()),
         ) as pool:
             futures: dict[Future[ShardResult], ShardSpec] = {
                 pool.submit(_run_shard, spec, job): spec for spec in specs
             }
-            for future in as_completed(futures):
-                spec = futures[future]
-                error = future.exception()
-                if error is None:
-                    summary.results.append(future.result())
-                else:
-                    failures[spec.shard_id] = redact_text(f"{type(error).__name__}: {error}")
-                    progress.shard_failed(spec.shard_id)
+            with _abandon_on_interrupt(pool):
+                _collect(futures, summary, failures, progress)
     finally:
         events.put(None)
         listener.join()
     return failures
+
+
+def _collect(
+    futures: dict[Future[ShardResult], ShardSpec],
+    summary: RunSummary,
+    failures: dict[int, str],
+    progress: Progress,
+) -> None:
+    for future in as_completed(futures):
+        spec = futures[future]
+        error = future.exception()
+        if error is None:
+            summary.results.append(future.result())
+        else:
+            failures[spec.shard_id] = redact_text(f"{type(error).__name__}: {error}")
+            progress.shard_failed(spec.shard_id)
+
+
+@contextlib.contextmanager
+def _abandon_on_interrupt(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM: start no further shard and abandon the running ones (a worker ends
+    with its ffmpeg processes at SIGTERM; commits are atomic, so each shard stays wholly old or
+    new), then let the interruption go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        workers = list(getattr(pool, "_processes", None) or {})  # no public way to reach them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -205,12 +245,13 @@ _events: Queue[WorkerEvent | None] | None = None
 
 
 def _init_worker(
-    events: Queue[WorkerEvent | None], environ: dict[str, str], fsspec_conf: dict[str, dict]
+    events: Queue[WorkerEvent | None], environ: dict[str, str], fsspec_conf: dict[str, dict], main_pid: int
 ) -> None:
     """Hand the worker the progress queue, and the caller's environment and fsspec config as they
     are now: the forkserver it comes from may have started earlier, with older storage endpoints
-    and credentials."""
+    and credentials. The worker ends when the run's main process does."""
     global _events
+    watch_main_process(main_pid)
     _events = events
     os.environ.clear()
     os.environ.update(environ)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from v2d_core.errors import describe, is_transient, status_for
+from v2d_core.errors import describe, is_transient, raise_if_disk_full, status_for
 from v2d_core.fetch import FetchResult, check_url, make_fetcher
 from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.webdataset import read_tar_samples
@@ -209,6 +209,7 @@ def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) 
 def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], workdir: Path) -> list[Sample]:
     """The samples to write for one row: its transforms' outputs, or one failed sample."""
     if isinstance(fetched, BaseException):
+        raise_if_disk_full(fetched)
         return [sample.failed(status_for(fetched), describe(fetched), transient=is_transient(fetched))]
     sample.streams = dict(fetched.streams)
     sample.metadata.update(fetched.metadata)
@@ -217,6 +218,7 @@ def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], work
             sample.failed(Status.FAILED_TO_SUBSAMPLE, "subsampling produced no output")
         ]
     except Exception as error:  # a failing transform is a failed row, whatever it raised
+        raise_if_disk_full(error)
         return [sample.failed(Status.FAILED_TO_SUBSAMPLE, describe(error))]
 
 

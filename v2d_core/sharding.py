@@ -8,12 +8,15 @@ only on the input's row counts, never on which shards are already done.
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 import uuid
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from v2d_core.errors import InputError
 from v2d_core.inputs import input_files, read_batches
@@ -34,6 +37,7 @@ class ShardSpec:
     shard_id: int
     input_path: str
     row_count: int
+    temporary_input: bool = False  # a run's own copy of the rows: deleted once the shard is committed
 
 
 def plan_shards(job: JobConfig, shard_dir: str, skip: Container[int] = frozenset()) -> Iterator[ShardSpec]:
@@ -97,16 +101,31 @@ def _write_shard(job: JobConfig, shard_dir: str, shard_id: int, table: pa.Table)
     path = shard_input_path(job, shard_dir, shard_id)
     fs, fs_path = fresh_fs(path)
     fs.makedirs(posixpath.dirname(fs_path), exist_ok=True)
+    _owner_only(fs, posixpath.dirname(fs_path), 0o700)
     tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
     try:
         with fs.open(tmp, "wb") as handle, pa.ipc.new_file(handle, table.schema) as writer:
             writer.write_table(table)
+        _owner_only(fs, tmp, 0o600)
         fs.mv(tmp, fs_path)
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)
         raise
     return ShardSpec(shard_id=shard_id, input_path=path, row_count=table.num_rows)
+
+
+def _owner_only(fs: AbstractFileSystem, path: str, mode: int) -> None:
+    """The rows hold urls with their credentials: on a local disk, only their owner reads them."""
+    if isinstance(fs, LocalFileSystem):
+        os.chmod(path, mode)
+
+
+def discard_temporary_input(spec: ShardSpec) -> None:
+    """Delete a run's own copy of the shard's rows (credentials whole) once the shard is committed."""
+    if spec.temporary_input:
+        fs, path = fresh_fs(spec.input_path)
+        fs.rm(path)
 
 
 def read_shard_input(spec: ShardSpec) -> pa.Table:

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from v2d_core.figures import TOP_ERRORS, Figures
 from v2d_core.run import RunSummary
+from v2d_core.text import terminal_safe
 
 MESSAGE_WIDTH = 200
 
@@ -61,7 +62,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines += [f"{count:>8}  {_one_line(message)}" for message, count in figures.top_errors(TOP_ERRORS)]
     for shard_id, error in sorted(summary.failed_shards.items()):
         lines.append(f"shard {shard_id} failed after retries: {error}")
-    return lines
+    return [terminal_safe(line) for line in lines]
 
 
 def _one_line(message: str) -> str:

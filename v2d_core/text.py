@@ -11,6 +11,9 @@ import re
 
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# C0 and C1 control characters but tab and newline: ESC, BEL, CR... from a server's message
+# would move the cursor, ring, recolour or rewrite the user's terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def valid_text(value: str) -> str:
@@ -20,3 +23,8 @@ def valid_text(value: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub(REPLACEMENT, value)
     return value
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (tab and newline aside) shown as ``\\xNN`` escapes."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)

@@ -21,7 +21,9 @@ from typing import Self
 import av
 import numpy as np
 
+from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import DecodeError
+from v2d_core.fetch.media_check import frame_size_problem
 
 # Without an index, seek this far before a frame: B-frame reordering puts a keyframe's dts before its pts.
 SEEK_MARGIN_FRAMES = 3
@@ -68,12 +70,16 @@ class VideoInfo:
 class VideoReader:
     """Reads chosen frames of an encoded video given as bytes; use as a context manager."""
 
-    def __init__(self, data: bytes, *, threads: int = 0) -> None:
+    def __init__(self, data: bytes, *, threads: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._container = av.open(io.BytesIO(data), mode="r")
         if not self._container.streams.video:
             self._container.close()
             raise DecodeError("the file has no video stream")
         self._stream = self._container.streams.video[0]
+        context = self._stream.codec_context
+        if problem := frame_size_problem(context.width, context.height, max_pixels):
+            self._container.close()
+            raise DecodeError(problem)
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.thread_count = threads
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate

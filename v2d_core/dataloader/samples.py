@@ -82,7 +82,7 @@ class SampleDecoder:
     def _frames(self, data: bytes, sample: Sample) -> Sample:
         args, geometry, rng = self.spec.decoder, self.spec.geometry, self._random.generator
         assert args is not None
-        with VideoReader(data, threads=args.num_threads) as reader:
+        with VideoReader(data, threads=args.num_threads, max_pixels=args.max_pixels) as reader:
             info = reader.info
             plan = plan_clip(
                 args, frame_count=info.frame_count, fps=info.fps, scenes=self._scenes(sample, info), rng=rng

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import ConfigError, DecodeError
 
 FpsChoice = tuple[float, ...] | str | None
@@ -37,11 +38,13 @@ class DecoderArgs:
     return_bytes: bool = False
     pad_frames: bool = False
     tmpdir: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS  # a larger frame is refused before it is decoded (a bomb)
 
     def __post_init__(self) -> None:
         _positive_int("n_frames", self.n_frames, optional=True)
         _positive_int("min_fps", self.min_fps)
         _positive_int("max_fps", self.max_fps)
+        _positive_int("max_pixels", self.max_pixels)
         if self.min_fps > self.max_fps:
             raise ConfigError(f"decoder min_fps {self.min_fps} is above max_fps {self.max_fps}")
         if not isinstance(self.num_threads, int) or self.num_threads < 0:

@@ -73,7 +73,14 @@ NAMED_RANGES: tuple[tuple[Network, str], ...] = tuple(
     )
 )
 
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 ranges whose last 32 bits are an IPv4 address: NAT64 (RFC 6052, and RFC 8215's local-use
+# /48, which deployments fill as a /96), IPv4-translated (SIIT, RFC 2765), IPv4-compatible (::/96).
+LOW_32_BITS_IPV4 = tuple(
+    ipaddress.ip_network(network)
+    for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+UNSPECIFIED_OR_LOOPBACK = (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +99,9 @@ class AddressPolicy:
         """Why ``address`` is refused (its range), or None when it may be connected to."""
         if self.allow_private or any(address in network for network in self.allowed_networks):
             return None
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            return self.refusal(embedded)
+        for embedded in _embedded_ipv4(address):
+            if (reason := self.refusal(embedded)) is not None:
+                return reason
         for network, name in NAMED_RANGES:
             if address.version == network.version and address in network:
                 return f"{network} ({name})"
@@ -124,15 +131,19 @@ class AddressPolicy:
         )
 
 
-def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, NAT64 or 6to4 IPv6 address."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address.sixtofour
+def _embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address may carry (mapped, translated, compatible, NAT64, 6to4),
+    each judged on its own: a host reached through any of them is refused if one is forbidden."""
+    if not isinstance(address, ipaddress.IPv6Address) or address in UNSPECIFIED_OR_LOOPBACK:
+        return []
+    found = [address.ipv4_mapped, address.sixtofour]
+    value = int(address)
+    if address in NAT64_LOCAL and value & (1 << 40) - 1 == 0:
+        # RFC 6052's /48 layout: 16 bits of the IPv4 address, the zero u-octet, 16 bits, zeros
+        found.append(ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | (value >> 40) & 0xFFFF))
+    elif any(address in network for network in LOW_32_BITS_IPV4):
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    return [embedded for embedded in found if embedded is not None]
 
 
 class FetchGuard:

@@ -16,10 +16,13 @@ bytes in names, captions and json records become U+FFFD (:mod:`v2d_core.text`).
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import re
 import shutil
 import tarfile
+import zlib
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,8 @@ MAX_KEY_CHARS = 200
 COPY_BLOCK = 1 << 20
 
 TarItem = tuple[Sample, FetchResult | BaseException, Path]
+# What reading a damaged tar raises: tarfile's errors, a truncated or corrupt compressed stream.
+BROKEN_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
 
 
 def tar_shards(url_list: str | Sequence[str], skip: Container[int] = frozenset()) -> list[ShardSpec]:
@@ -89,24 +94,39 @@ class _Group:
 
 
 def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
-    """Each sample of the tar with its member files copied under ``tmp``, in tar order."""
+    """Each sample of the tar with its member files copied under ``tmp``, in tar order.
+
+    A tar that breaks (truncated, corrupt) keeps the samples read before the damage; the sample
+    being read when it broke becomes one failed row saying where (a tar broken before its first
+    member: a row keyed by the tar's name).
+    """
     fs, path = fresh_fs(tar_url)
-    with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
-        seen: set[str] = set()
-        group: _Group | None = None
-        for index, member in enumerate(tar):
-            if member.isdir():
-                continue
-            key, ext = _split_name(member.name)
-            if group is None or key != group.key:
-                if group is not None:
-                    yield _sample(group)
-                group = _Group(key, Path(tmp) / str(index), _key_problem(key, seen))
-                group.workdir.mkdir()
-                seen.add(key)
-            _copy_member(tar, member, ext, group)
-        if group is not None:
-            yield _sample(group)
+    group: _Group | None = None
+    tar: tarfile.TarFile | None = None
+    try:
+        with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+            seen: set[str] = set()
+            for index, member in enumerate(tar):
+                if member.isdir():
+                    continue
+                key, ext = _split_name(member.name)
+                if group is None or key != group.key:
+                    if group is not None:
+                        yield _sample(group)
+                    group = _Group(key, Path(tmp) / str(index), _key_problem(key, seen))
+                    group.workdir.mkdir()
+                    seen.add(key)
+                _copy_member(tar, member, ext, group)
+    except BROKEN_TAR_ERRORS as error:
+        offset = tar.offset if tar is not None else 0
+        if group is None:
+            group = _Group(
+                path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar"), Path(tmp) / "broken", None
+            )
+            group.workdir.mkdir()
+        group.problem = f"input tar {tar_url} breaks near byte {offset}: {type(error).__name__}: {error}"
+    if group is not None:
+        yield _sample(group)
 
 
 def _split_name(name: str) -> tuple[str, str]:

@@ -40,7 +40,7 @@ from v2d_core.errors import (
 from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
-from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL, remember_secrets
+from v2d_core.fetch.ytdlp_network import ByteLimit, GuardedYoutubeDL, remember_secrets
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.redact import redact_mapping, redact_text
 
@@ -119,7 +119,8 @@ class YtDlpFetcher(Fetcher):
         late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
         with FetchGuard(self._policy, deadline) as guard:
             try:
-                with GuardedYoutubeDL(self._params(folder), guard=guard) as ydl:
+                limit = ByteLimit(self._reading.max_file_size)
+                with GuardedYoutubeDL(self._params(folder), guard=guard, limit=limit) as ydl:
                     info = _single_entry(ydl.extract_info(url, download=True))
                     result = info, self._metadata(ydl, info)
             except yt_dlp.utils.YoutubeDLError as error:
@@ -170,15 +171,17 @@ class YtDlpFetcher(Fetcher):
             params["cookiefile"] = str(shutil.copyfile(params["cookiefile"], folder / "cookies.txt"))
         return params
 
-    def _metadata(self, ydl: yt_dlp.YoutubeDL, info: dict[str, Any]) -> dict[str, Any]:
+    def _metadata(self, ydl: GuardedYoutubeDL, info: dict[str, Any]) -> dict[str, Any]:
         """video2dataset's ``yt_meta_dict``: trimmed info and parsed subtitles, when asked for."""
         args = self._metadata_args
         if not args:
             return {}
-        all_langs = (
-            args.get("writesubtitles") != "first"
-        )  # video2dataset: "first" stops at the first language
-        subtitles = _subtitles(ydl, info, all_langs) if _wants_subtitles(args) else None
+        all_langs = args.get("writesubtitles") != "first"  # video2dataset: "first" stops at the first
+        subtitles = (
+            _subtitles(ydl, info, all_langs, self._reading.max_subtitle_size)
+            if _wants_subtitles(args)
+            else None
+        )
         trimmed = trim_info(info) if args.get("get_info") else None
         return {"yt_meta_dict": {"info": trimmed, "subtitles": subtitles}}
 
@@ -298,7 +301,9 @@ def _wants_subtitles(args: Mapping[str, Any]) -> bool:
 Cue = dict[str, Any]
 
 
-def _subtitles(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], all_langs: bool) -> dict[str, list[Cue]]:
+def _subtitles(
+    ydl: GuardedYoutubeDL, info: dict[str, Any], all_langs: bool, max_size: int
+) -> dict[str, list[Cue]]:
     """Requested subtitles, fetched through yt-dlp (its proxy and cookies) and parsed as WebVTT.
 
     Languages come in ``subtitleslangs`` order; only the first present one when
@@ -308,7 +313,7 @@ def _subtitles(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], all_langs: bool) -> 
     for lang, sub in (info.get("requested_subtitles") or {}).items():
         text = sub.get("data")
         if text is None:
-            with ydl.urlopen(sub["url"]) as response:
+            with ydl.byte_limit.lowered(max_size, "max_subtitle_size"), ydl.urlopen(sub["url"]) as response:
                 text = response.read().decode("utf-8", "replace")
         parsed[lang] = parse_webvtt(text)
         if not all_langs:

@@ -19,8 +19,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,12 +33,12 @@ import yt_dlp.postprocessor
 from yt_dlp.downloader import get_suitable_downloader
 from yt_dlp.downloader.external import ExternalFD
 from yt_dlp.downloader.rtmp import RtmpFD
-from yt_dlp.networking._requests import RequestsHTTPAdapter, RequestsRH
+from yt_dlp.networking._requests import RequestsHTTPAdapter, RequestsResponseAdapter, RequestsRH
 from yt_dlp.networking.exceptions import TransportError
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
 from v2d_core.config import YtArgs
-from v2d_core.errors import FetchError, RefusedUrlError, UnsupportedUrlError
+from v2d_core.errors import FetchError, FetchTimeoutError, RefusedUrlError, TooLargeError, UnsupportedUrlError
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard, GuardedAdapter
 from v2d_core.media_input import input_args
 from v2d_core.redact import remember, secret_values
@@ -47,6 +49,46 @@ FFMPEG_POSTPROCESSORS = sorted(
     for name, kind in vars(yt_dlp.postprocessor).items()
     if isinstance(kind, type) and issubclass(kind, FFmpegPostProcessor) and name.endswith("PP")
 )
+
+
+@dataclass(slots=True)
+class ByteLimit:
+    """The most bytes one response yt-dlp reads may have: ``max_file_size``, or lower while a
+    subtitle file is read."""
+
+    limit: int
+    what: str = "max_file_size"
+
+    @contextlib.contextmanager
+    def lowered(self, limit: int, what: str) -> Iterator[None]:
+        saved = self.limit, self.what
+        self.limit, self.what = min(limit, self.limit), what
+        try:
+            yield
+        finally:
+            self.limit, self.what = saved
+
+
+class _BoundedResponse(RequestsResponseAdapter):
+    """A response whose reading stops at the fetch's deadline and at its byte limit: yt-dlp would
+    otherwise read a page or a subtitle file of any size, and retry past the deadline."""
+
+    def __init__(self, response: RequestsResponseAdapter, guard: FetchGuard, limit: ByteLimit) -> None:
+        super().__init__(response._requests_response)
+        self._wrapped = response  # kept alive: collecting it would close the connection under us
+        self._guard, self._limit, self._max, self._read = guard, limit.what, limit.limit, 0
+
+    def _real_read(self, amt: int | None = None) -> bytes:
+        if amt is None:
+            return b"".join(iter(functools.partial(self._real_read, 1 << 20), b""))
+        if self._guard.expired:
+            raise FetchTimeoutError(f"fetch_deadline passed while reading {self.url}")
+        data = super()._real_read(min(amt, self._max + 1 - self._read))
+        self._read += len(data)
+        if self._read > self._max:
+            self.close()
+            raise TooLargeError(f"{self.url} is over {self._limit} ({self._max} bytes)")
+        return data
 
 
 class _Adapter(GuardedAdapter, RequestsHTTPAdapter):
@@ -63,8 +105,8 @@ class _GuardedRequestsRH(RequestsRH):
 
     _SUPPORTED_URL_SCHEMES = None
 
-    def __init__(self, *, guard: FetchGuard, **kwargs: Any) -> None:
-        self._guard = guard
+    def __init__(self, *, guard: FetchGuard, limit: ByteLimit, **kwargs: Any) -> None:
+        self._guard, self._limit = guard, limit
         super().__init__(**kwargs)
 
     def _create_instance(self, cookiejar: Any, legacy_ssl_support: bool | None = None) -> Any:
@@ -85,20 +127,23 @@ class _GuardedRequestsRH(RequestsRH):
         if scheme not in ("http", "https"):
             raise TransportError(f"refused {request.url}: only http:// and https:// urls are fetched")
         try:
-            return super()._send(request)
-        except FetchError as error:  # yt-dlp retries and reports transport errors; the cause is kept
-            raise TransportError(str(error), cause=error) from error
+            response = super()._send(request)
+        except FetchError as error:
+            if self._guard.expired:  # not a transport error: yt-dlp would retry past the deadline
+                raise
+            raise TransportError(str(error), cause=error) from error  # yt-dlp retries; the cause is kept
+        return _BoundedResponse(response, self._guard, self._limit)
 
 
 class GuardedYoutubeDL(yt_dlp.YoutubeDL):
     """A ``YoutubeDL`` whose every connection goes through ``guard``."""
 
-    def __init__(self, params: Mapping[str, Any], *, guard: FetchGuard) -> None:
-        self._guard = guard
+    def __init__(self, params: Mapping[str, Any], *, guard: FetchGuard, limit: ByteLimit) -> None:
+        self._guard, self.byte_limit = guard, limit
         super().__init__(harden(params, guard.policy, float(params.get("socket_timeout") or 60)))
 
     def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
-        handler = functools.partial(_GuardedRequestsRH, guard=self._guard)
+        handler = functools.partial(_GuardedRequestsRH, guard=self._guard, limit=self.byte_limit)
         return super().build_request_director([handler], preferences)
 
     def dl(self, name: str, info: dict[str, Any], subtitle: bool = False, test: bool = False) -> Any:

@@ -18,11 +18,16 @@ Routes (``name`` is a file under the served folder):
 - ``/jsonld/{s}/{name}``       an HTML page announcing (schema.org JSON-LD) a video of ``s`` seconds
                                at ``/files/{name}``
 - ``/redirect/{url}``          302 to ``url`` (percent-encoded, e.g. ``quote(target, safe="")``)
+- ``/bigpage/{mib}``           an HTML page of ``mib`` MiB (for yt-dlp)
+- ``/subtitled/{mib}/{name}``  an HTML page whose ``<video>`` plays ``/files/{name}`` with an English
+                               WebVTT track of ``mib`` MiB
+- ``/vtt/{mib}``               a WebVTT file of about ``mib`` MiB
 - ``/robots/{tags}/{name}``    the file with the header ``X-Robots-Tag: {tags}`` (percent-encoded)
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import json
@@ -36,6 +41,10 @@ from typing import Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 STALL_LIMIT_SECONDS = 30.0
+
+
+SIGNATURE = "s1gn4ture-Of-This-Url"  # the ``signed`` route's query signature
+BASIC_AUTH = ("alice", "p@ss:w0rd")  # the ``signed`` route's user and password
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,6 +108,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, b"try again", "text/plain")
             return
         self._route_files(name)
+
+    def _route_signed(self, rest: str) -> None:
+        """``signed/N/name``: 403 without ``sig=SIGNATURE`` in the query or the basic-auth
+        credentials ``BASIC_AUTH``; with them, the first ``N`` requests of the url get 503."""
+        query = self.path.partition("?")[2]
+        basic = base64.b64encode(":".join(BASIC_AUTH).encode()).decode()
+        signed = f"sig={SIGNATURE}" in query.split("&")
+        if not signed and self.headers.get("Authorization") != f"Basic {basic}":
+            self._send(403, b"signature or credentials missing", "text/plain")
+            return
+        self._route_flaky(rest)
 
     def _route_stall(self, name: str) -> None:
         body = self._file(name)
@@ -201,6 +221,24 @@ class _Handler(BaseHTTPRequestHandler):
             f'<script type="application/ld+json">{json.dumps(video)}</script></head><body></body></html>'
         )
         self._send(200, page.encode(), "text/html")
+
+    def _route_bigpage(self, mib: str) -> None:
+        filler = b"<p>" + b"x" * 1020 + b"</p>"
+        body = b"<!doctype html><html><body>" + filler * (1024 * int(mib)) + b"</body></html>"
+        self._send(200, body, "text/html")
+
+    def _route_subtitled(self, rest: str) -> None:
+        mib, _, name = rest.partition("/")
+        page = (
+            "<!doctype html><html><head><title>Subtitled video</title></head><body><video controls>"
+            f'<source src="/files/{name}" type="video/mp4">'
+            f'<track kind="subtitles" srclang="en" src="/vtt/{mib}"></video></body></html>'
+        )
+        self._send(200, page.encode(), "text/html")
+
+    def _route_vtt(self, mib: str) -> None:
+        cue = b"00:00:00.000 --> 00:00:01.000\n" + b"w" * 990 + b"\n\n"
+        self._send(200, b"WEBVTT\n\n" + cue * (1024 * int(mib)), "text/vtt")
 
     def _route_embedurl(self, rest: str) -> None:
         source = parse_qs(urlsplit(self.path).query).get("src", [""])[0]

@@ -31,6 +31,7 @@ STATUS_FIELDS = (
     pa.field("metadata", pa.string()),
     pa.field("error_transient", pa.bool_()),
 )
+RESERVED_COLUMNS = tuple(field.name for field in STATUS_FIELDS)
 
 
 def _json_safe(value: Any) -> Any:
