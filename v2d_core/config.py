@@ -21,12 +21,13 @@ import fsspec
 import yaml
 
 from v2d_core.errors import ConfigError
+from v2d_core.sbatch import SlurmArgs
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
 STAGES = ("download", "subset", "optical_flow")
 INCREMENTAL_MODES = ("incremental", "overwrite", "retry_failed")
-DISTRIBUTORS = ("multiprocessing", "pyspark")
+DISTRIBUTORS = ("multiprocessing", "pyspark", "slurm")
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest video frame (width x height) v2d decodes: 8K UHD either way up passes, a decompression bomb not."""
 ALLOW_PRIVATE_NETWORKS_ENV = "V2D_ALLOW_PRIVATE_NETWORKS"
@@ -129,7 +130,8 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DistributionConfig:
-    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``)."""
+    """How shards are run: a local process pool (``multiprocessing``), Spark (``pyspark``) or a Slurm
+    job array (``slurm``, whose ``distributor_args`` are checked here)."""
 
     processes_count: int = 16
     thread_count: int = 32
@@ -146,6 +148,8 @@ class DistributionConfig:
                 f"distribution.distributor {self.distributor!r} is not supported; "
                 f"choose one of {', '.join(DISTRIBUTORS)}"
             )
+        if self.distributor == "slurm":
+            SlurmArgs.from_mapping(self.distributor_args)
 
 
 @dataclass(frozen=True, kw_only=True)
