@@ -63,7 +63,10 @@ class SlurmArgs:
                 raise _arg_error(name, f"an integer >= {least}", value)
         if self.timeout is not None and (isinstance(self.timeout, bool) or not self.timeout > 0):
             raise _arg_error("timeout", "a number of seconds > 0", self.timeout)
-        if not isinstance(self.verbose_wait, bool):
+        # a flag's JSON (--distributor_args='{"verbose_wait": true}') reaches python-fire as a word
+        if str(self.verbose_wait).lower() in ("true", "false"):
+            object.__setattr__(self, "verbose_wait", str(self.verbose_wait).lower() == "true")
+        else:
             raise _arg_error("verbose_wait", "true or false", self.verbose_wait)
         for name in ("job_name", "partition", "account", "nodelist", "constraint", "exclude"):
             _check_directive_value(f"{ARGS}.{name}", getattr(self, name))
