@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +178,40 @@ def test_timeout_cancels_the_array_and_its_unfinished_shards_fail(
     assert list(summary.failed_shards) == [0]
     assert "was cancelled after the timeout of 1 s" in summary.failed_shards[0]
     assert slurm_env.jobs() == []
+
+
+def test_ctrl_c_cancels_the_array(slurm: Slurm, media_server: MediaServer, tmp_path: Path) -> None:
+    distributor_args = {"cache_path": str(tmp_path / "cache"), "verbose_wait": True}
+    log = tmp_path / "log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "v2d_core.cli", "--input_format=csv", "--timeout=600"),
+                f"--url_list={url_list(tmp_path, media_server, 1, route='stall')}",
+                *(f"--output_folder={tmp_path / 'dataset'}", "--processes_count=1", "--distributor=slurm"),
+                f"--distributor_args={json.dumps(distributor_args)}",
+            ],
+            env=subprocess_env(**slurm.env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_interruptible,
+        )
+    try:
+        while " RUNNING" not in log.read_text():  # the run is waiting for its running array
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    assert "run the same command to resume" in log.read_text()
+    assert slurm.jobs() == []
+
+
+def _interruptible() -> None:
+    """SIGINT back to its default in the child (a background shell may have left it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(
