@@ -24,7 +24,7 @@ from tests.helpers import stats, status_rows, write_csv
 from tests.slurm_cluster import INSTALL, Slurm, missing_programs, slurm_cluster
 from v2d_core import video2dataset
 from v2d_core.config import Config
-from v2d_core.sbatch import SlurmArgs
+from v2d_core.sbatch import SlurmArgs, SlurmError
 from v2d_core.testing.server import MediaServer
 from v2d_dagster.testing import plan_dataset
 
@@ -178,6 +178,21 @@ def test_timeout_cancels_the_array_and_its_unfinished_shards_fail(
     assert list(summary.failed_shards) == [0]
     assert "was cancelled after the timeout of 1 s" in summary.failed_shards[0]
     assert slurm_env.jobs() == []
+
+
+def test_a_partition_slurm_refuses_is_a_clear_error(
+    slurm_env: Slurm, media_server: MediaServer, tmp_path: Path
+) -> None:
+    with pytest.raises(SlurmError, match="invalid partition specified: gpu"):
+        video2dataset(
+            url_list=str(url_list(tmp_path, media_server, 1)),
+            input_format="csv",
+            output_folder=str(tmp_path / "dataset"),
+            distributor="slurm",
+            distributor_args={"partition": "gpu", "cache_path": str(tmp_path / "cache")},
+            **FAST,
+        )
+    assert stats(tmp_path / "dataset") == {}
 
 
 def test_ctrl_c_cancels_the_array(slurm: Slurm, media_server: MediaServer, tmp_path: Path) -> None:

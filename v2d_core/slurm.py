@@ -83,20 +83,19 @@ def _run_round(
     counted: set[int] = set()
 
     def count_finished() -> None:
-        for shard_id, outcome in _outcomes(folder, specs).items():
-            if shard_id not in counted and isinstance(outcome, ShardResult):
-                counted.add(shard_id)
-                progress.shard_counted(shard_id, outcome.stats())
+        for spec in specs:
+            if spec.shard_id not in counted and isinstance(outcome := _outcome(folder, spec), ShardResult):
+                counted.add(spec.shard_id)
+                progress.shard_counted(spec.shard_id, outcome.stats())
 
     try:
         job_id = submit(str(script))
         finished = _wait_or_cancel(job_id, args, count_finished)
     finally:
         (folder / "round.pkl").unlink()
-    outcomes = _outcomes(folder, specs)
     failures = {}
     for spec in specs:
-        outcome = outcomes.get(spec.shard_id)
+        outcome = _outcome(folder, spec)
         if isinstance(outcome, ShardResult):
             summary.results.append(outcome)
         else:
@@ -144,14 +143,14 @@ def _lost(job_id: str, finished: bool, timeout: float | None, folder: Path) -> s
     return f"its Slurm task ended without finishing it (job {job_id}; logs in {folder / 'logs'})"
 
 
-def _outcomes(folder: Path, specs: list[ShardSpec]) -> dict[int, Outcome]:
-    outcomes = {}
-    for spec in specs:
-        path = folder / "outcomes" / f"{spec.shard_id}.pkl"
-        if path.exists():
-            with path.open("rb") as handle:
-                outcomes[spec.shard_id] = pickle.load(handle)
-    return outcomes
+def _outcome(folder: Path, spec: ShardSpec) -> Outcome | None:
+    """What the task of ``spec`` recorded: its result or its error; None before (or without) that."""
+    path = folder / "outcomes" / f"{spec.shard_id}.pkl"
+    if not path.exists():
+        return None
+    with path.open("rb") as handle:
+        outcome: Outcome = pickle.load(handle)
+    return outcome
 
 
 def run_task(folder: Path, task: int) -> None:
