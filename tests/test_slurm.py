@@ -38,6 +38,8 @@ def slurm() -> Iterator[Slurm]:
     missing = missing_programs()
     if missing:
         pytest.skip(f"Slurm is not installed, missing: {', '.join(missing)} ({INSTALL})")
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster runs slurmd as root (SlurmdUser=root): run the Slurm tests as root")
     with slurm_cluster() as cluster:
         yield cluster
 
