@@ -22,13 +22,14 @@ import fsspec
 import yaml
 
 from v2d_core.errors import ConfigError
+from v2d_core.sbatch import SlurmArgs
 from v2d_core.subsamplers.settings import OpticalFlowArgs, SubsamplingConfig
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
 OUTPUT_FORMATS = ("files", "webdataset", "parquet", "tfrecord", "dummy")
 STAGES = ("download", "subset", "optical_flow")
 INCREMENTAL_MODES = ("incremental", "overwrite", "retry_failed")
-DISTRIBUTORS = ("multiprocessing", "pyspark")
+DISTRIBUTORS = ("multiprocessing", "pyspark", "slurm")
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest video frame (width x height) v2d decodes: 8K UHD either way up passes, a decompression bomb not."""
 ALLOW_PRIVATE_NETWORKS_ENV = "V2D_ALLOW_PRIVATE_NETWORKS"
@@ -38,22 +39,6 @@ DISALLOWED_HEADER_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 DECODER_KWARGS = ("n_frames", "fps", "num_threads", "return_bytes", "uniformly_sample", "pad_frames")
 YTDL_RESERVED_OPTIONS = frozenset({"outtmpl", "paths", "cachedir", "download_archive"})
 """yt-dlp options v2d sets itself: its files stay inside each sample's work folder."""
-# video2dataset 1.3.0's SlurmDistributor arguments, the keys of ``distribution.distributor_args``
-SLURM_ARGS = (
-    "cpus_per_task",
-    "job_name",
-    "partition",
-    "n_nodes",
-    "account",
-    "gpus_per_node",
-    "tasks_per_node",
-    "nodelist",
-    "constraint",
-    "exclude",
-    "cache_path",
-    "timeout",
-    "verbose_wait",
-)
 
 
 def _positive(name: str, value: float) -> None:
@@ -213,10 +198,11 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DistributionConfig:
-    """How shards are run: a local process pool (``multiprocessing``) or Spark (``pyspark``).
+    """How shards are run: a local process pool (``multiprocessing``), Spark (``pyspark``) or a Slurm
+    job array (``slurm``).
 
     ``distributor_args``: Spark settings (``spark.*``) for pyspark; 1.3.0's Slurm arguments
-    otherwise (a Slurm config run with ``multiprocessing`` keeps them, unused).
+    otherwise, checked here (a Slurm config run with ``multiprocessing`` keeps them, unused).
     """
 
     processes_count: int = 16
@@ -240,7 +226,7 @@ class DistributionConfig:
     def _check_distributor_args(self, args: Mapping[str, Any]) -> None:
         """pyspark takes Spark settings; otherwise the keys are 1.3.0's Slurm arguments."""
         if self.distributor != "pyspark":
-            _reject_unknown("distribution.distributor_args", args, set(SLURM_ARGS))
+            SlurmArgs.from_mapping(args)
             return
         not_spark = sorted(str(key) for key in args if not str(key).startswith("spark."))
         if not_spark:

@@ -103,6 +103,10 @@ def shard_runner(distributor: str) -> ShardRunner:
         from v2d_core.spark import run_shards_on_spark
 
         return run_shards_on_spark
+    if distributor == "slurm":
+        from v2d_core.slurm import run_shards_on_slurm
+
+        return run_shards_on_slurm
     return run_shards
 
 
