@@ -30,6 +30,7 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.shard import SampleCallback, ShardResult, SourceItem, fetch_samples, process_shard, write_shard
 from v2d_core.sharding import ShardSpec
+from v2d_core.shards import ShardStats
 from v2d_core.writers import ShardWriter
 from v2d_core.writers.commit import recover
 
@@ -88,18 +89,18 @@ def _sample(row: dict[str, Any], input_schema: pa.Schema) -> Sample:
     return Sample(key=row["key"], url=row["url"], caption=row.get("caption"), extra=extra)
 
 
-def _result_from_stats(shard_id: int, stats: dict[str, Any], retried: list[dict[str, Any]]) -> ShardResult:
+def _result_from_stats(shard_id: int, stats: ShardStats, retried: list[dict[str, Any]]) -> ShardResult:
     """The shard's stats as a result, without the rows about to be retried (they are counted again)."""
     result = ShardResult(
         shard_id=shard_id,
-        count=stats["count"] - len(retried),
-        successes=stats["successes"],
-        failed_to_download=stats["failed_to_download"],
-        failed_to_subsample=stats["failed_to_subsample"],
-        bytes_downloaded=stats["bytes_downloaded"],
-        start_time=stats["start_time"],
-        end_time=stats["end_time"],
-        status_dict=Counter(stats["status_dict"]),
+        count=stats.count - len(retried),
+        successes=stats.successes,
+        failed_to_download=stats.failed_to_download,
+        failed_to_subsample=stats.failed_to_subsample,
+        bytes_downloaded=stats.bytes_downloaded,
+        start_time=stats.start_time,
+        end_time=stats.end_time,
+        status_dict=Counter(stats.status_dict),
     )
     for row in retried:
         if row["status"] == Status.FAILED_TO_DOWNLOAD:
@@ -194,7 +195,7 @@ def _read_status(job: JobConfig, shard_id: int, columns: list[str] | None = None
         return parquet.read(columns=[name for name in names if columns is None or name in columns])
 
 
-def _read_stats(job: JobConfig, name: str) -> dict[str, Any]:
+def _read_stats(job: JobConfig, name: str) -> ShardStats:
     fs, path = fsspec.core.url_to_fs(_path(job, f"{name}_stats.json"))
     with fs.open(path, "r") as handle:
-        return json.load(handle)
+        return ShardStats.from_json(json.load(handle), path)

@@ -10,9 +10,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -23,6 +22,7 @@ from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
+from v2d_core.shards import ShardStats
 from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 from v2d_core.writers.commit import recover
@@ -38,7 +38,7 @@ Keeper = Callable[[ShardWriter, str], None]
 
 @dataclass(slots=True)
 class ShardResult:
-    """What happened to one shard; ``stats()`` is its ``_stats.json``."""
+    """What happened to one shard, counted as it happens; ``stats()`` is the record it commits."""
 
     shard_id: int
     count: int = 0
@@ -49,10 +49,6 @@ class ShardResult:
     start_time: float = field(default_factory=time.time)
     end_time: float = 0.0
     status_dict: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def duration(self) -> float:
-        return self.end_time - self.start_time
 
     def add(self, sample: Sample) -> None:
         """Count one input row by its final status (clips of a row count once, via the first)."""
@@ -67,13 +63,17 @@ class ShardResult:
             self.failed_to_subsample += 1
         self.status_dict[sample.error_message or str(sample.status)] += 1
 
-    def stats(self) -> dict[str, Any]:
-        """video2dataset's ``_stats.json`` fields."""
-        stats = asdict(self)
-        stats.pop("shard_id")
-        stats["duration"] = self.duration
-        stats["status_dict"] = dict(self.status_dict)
-        return stats
+    def stats(self) -> ShardStats:
+        return ShardStats(
+            count=self.count,
+            successes=self.successes,
+            failed_to_download=self.failed_to_download,
+            failed_to_subsample=self.failed_to_subsample,
+            bytes_downloaded=self.bytes_downloaded,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            status_dict=dict(self.status_dict),
+        )
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from v2d_core.errors import InputError
 from v2d_core.redact import redact_url
 from v2d_core.sample import Sample, Status
+from v2d_core.shards import ShardStats
 from v2d_core.writers.base import ShardTarget, ShardWriter
 from v2d_core.writers.commit import TempOutputs
 
@@ -159,9 +160,9 @@ class StatusWriter(ShardWriter):
             self._add(str(row["key"]), parts)
         self._rows.append(dict(row))
 
-    def add_stats(self, stats: Mapping[str, Any]) -> None:
+    def add_stats(self, stats: ShardStats) -> None:
         with self.outputs.fs.open(self.outputs.temp(f"{self.target.shard_name}_stats.json"), "w") as handle:
-            json.dump(stats, handle, indent=4)
+            json.dump(stats.to_json(), handle, indent=4)
 
     def commit(self) -> None:
         try:

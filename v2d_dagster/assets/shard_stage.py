@@ -28,6 +28,7 @@ from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
+from v2d_core.shards import ShardStats
 from v2d_core.storage import fresh_fs
 from v2d_core.subsamplers import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
@@ -165,7 +166,7 @@ def shard_specs(resolve: ShardResolver, job: JobConfig, partitions: Sequence[str
 
 def run_stage(
     context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, dict]:
+) -> dict[str, ShardStats]:
     """Process the shards of ``specs`` (partition key -> spec); their stats by partition key."""
     finished = _finished_in_this_run(context, specs, job) if context.retry_number else {}
     todo = [spec for partition, spec in specs.items() if partition not in finished]
@@ -231,7 +232,7 @@ def _check_output_name(context: dg.AssetExecutionContext, check_key: dg.AssetChe
 
 def _finished_in_this_run(
     context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, dict]:
+) -> dict[str, ShardStats]:
     """Stats of the shards an earlier attempt of this run committed (their stats are newer than the run)."""
     record = context.instance.get_run_record_by_id(context.run.run_id)
     started = record.create_timestamp.timestamp() if record is not None else float("inf")
@@ -241,8 +242,8 @@ def _finished_in_this_run(
         path = f"{root}/{partition}_stats.json"
         if fs.exists(path):
             with fs.open(path, "r") as handle:
-                stats = json.load(handle)
-            if stats.get("start_time", 0) >= started:
+                stats = ShardStats.from_json(json.load(handle), path)
+            if stats.start_time >= started:
                 finished[partition] = stats
     return finished
 
