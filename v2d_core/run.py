@@ -23,10 +23,9 @@ from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
+from v2d_core.shards import done_shards
+from v2d_core.shards.commit import recover
 from v2d_core.storage import fresh_fs
-from v2d_core.writers.commit import recover
-
-STATS_SUFFIX = "_stats.json"
 
 
 @dataclass(slots=True)
@@ -141,12 +140,7 @@ def prepare_output(job: JobConfig) -> set[int]:
     fs.makedirs(root, exist_ok=True)
     recover(job.output_folder)
     clear_work_folders(job)
-    done = set()
-    for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
-        name = path.rsplit("/", 1)[-1].removesuffix(STATS_SUFFIX)
-        if name.isdigit():
-            done.add(int(name))
-    return done
+    return done_shards(job.output_folder)
 
 
 def _run_pool(

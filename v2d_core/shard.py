@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 import tempfile
 import time
@@ -23,9 +22,10 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.shards import ShardStats
+from v2d_core.shards.commit import recover
+from v2d_core.shards.layout import work_prefix
 from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
-from v2d_core.writers.commit import recover
 
 SampleCallback = Callable[[Sample, int], None]
 FetchOutcome = FetchResult | BaseException
@@ -133,9 +133,7 @@ def clear_work_folders(job: JobConfig, shard_id: int | None = None) -> None:
 
 
 def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
-    """Work folders are named by output folder and shard, so a later run can find what a killed one left."""
-    folder = f"v2d-{hashlib.sha1(job.output_folder.encode()).hexdigest()[:10]}-"
-    return folder if shard_id is None else f"{folder}{job.shard_name(shard_id)}-"
+    return work_prefix(job.output_folder, None if shard_id is None else job.shard_name(shard_id))
 
 
 def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:

@@ -21,6 +21,7 @@ from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.inputs import input_files
 from v2d_core.job import JobConfig
 from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path
+from v2d_core.shards import ShardLayout
 from v2d_core.storage import fresh_fs
 
 MANIFEST = "manifest.json"
@@ -122,14 +123,14 @@ def read_plan(shard_dir: str, missing_ok: bool = False) -> ShardPlan:
 
 def upstream_tar_specs(folder: str, partitions: list[str]) -> dict[str, ShardSpec]:
     """Partition key -> the spec reading ``{folder}/{key}.tar``, the tar an earlier stage wrote."""
-    fs, root = fresh_fs(folder)
     specs = {}
     for key in partitions:
-        if not fs.exists(f"{root}/{key}_stats.json"):
+        layout = ShardLayout(folder, key, "webdataset")
+        if layout.data_path is None or not layout.is_done():
             raise InputError(
                 f"shard {key} has no finished tar in {folder}; materialize that stage's shard first"
             )
-        specs[key] = ShardSpec(shard_id=int(key), input_path=f"{folder}/{key}.tar", row_count=0)
+        specs[key] = ShardSpec(shard_id=layout.shard_id, input_path=layout.data_path, row_count=0)
     return specs
 
 

@@ -31,6 +31,7 @@ from v2d_core.errors import InputError, NotMediaError
 from v2d_core.fetch.base import FetchResult
 from v2d_core.sample import Sample
 from v2d_core.sharding import ShardSpec
+from v2d_core.shards.reader import COPY_BLOCK, tar_members
 from v2d_core.storage import fresh_fs
 from v2d_core.text import valid_text
 
@@ -43,7 +44,6 @@ KEPT_EXTENSIONS = frozenset((*MODALITY_OF_EXTENSION, "json", "txt"))
 RECORD_FIELDS = ("url", "key", "caption", "status", "error_message")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_KEY_CHARS = 200
-COPY_BLOCK = 1 << 20
 
 TarItem = tuple[Sample, FetchResult | BaseException, Path]
 
@@ -94,10 +94,7 @@ def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
     with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
         seen: set[str] = set()
         group: _Group | None = None
-        for index, member in enumerate(tar):
-            if member.isdir():
-                continue
-            key, ext = _split_name(member.name)
+        for index, (key, ext, member) in enumerate(tar_members(tar)):
             if group is None or key != group.key:
                 if group is not None:
                     yield _sample(group)
@@ -107,13 +104,6 @@ def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
             _copy_member(tar, member, ext, group)
         if group is not None:
             yield _sample(group)
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is the path up to the first dot of the basename."""
-    folder, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), ext
 
 
 def _key_problem(key: str, seen: set[str]) -> str | None:
