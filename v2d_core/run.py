@@ -15,7 +15,6 @@ from multiprocessing.queues import Queue
 
 import fsspec.config
 
-from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.redact import redact_text
@@ -68,10 +67,7 @@ def run_job(
     skip = done - set(retried)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
-        if job.input_format == "webdataset":
-            specs = tar_shards(job.url_list, skip=skip)
-        else:
-            specs = list(plan_shards(job, shard_dir, skip=skip))
+        specs = list(plan_shards(job, shard_dir, skip=skip))
         # A retried shard fetches only its failed rows: that is what the progress bar counts.
         specs = [dataclasses.replace(s, row_count=retried.get(s.shard_id, s.row_count)) for s in specs]
         summary = run(specs, job, show_progress, observer)

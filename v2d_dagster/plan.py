@@ -17,10 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from v2d_core.errors import InputError
-from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.inputs import input_files
 from v2d_core.job import JobConfig
-from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path
+from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path, tar_shards
 from v2d_core.shards import ShardLayout
 from v2d_core.storage import fresh_fs
 
@@ -73,26 +72,18 @@ class ShardPlan:
 
 
 def cut_plan(job: JobConfig, shard_dir: str) -> ShardPlan:
-    """Cut ``job``'s url list into shard input files under ``shard_dir``; the plan (not yet saved).
+    """``plan_shards``, the core's planning, with each shard's digest; the plan (not yet saved).
 
     For an input webdataset nothing is written: each tar is a shard of the plan.
     """
-    if job.input_format == "webdataset":
-        return ShardPlan(
-            shards={
-                job.shard_name(spec.shard_id): PlannedShard(
-                    shard_id=spec.shard_id,
-                    row_count=0,
-                    digest=_file_digest(spec.input_path),
-                    input_path=spec.input_path,
-                )
-                for spec in tar_shards(job.url_list)
-            }
-        )
+    tars = job.input_format == "webdataset"
     shards = {}
     for spec in plan_shards(job, shard_dir):
         shards[job.shard_name(spec.shard_id)] = PlannedShard(
-            shard_id=spec.shard_id, row_count=spec.row_count, digest=_rows_digest(spec)
+            shard_id=spec.shard_id,
+            row_count=spec.row_count,
+            digest=_file_digest(spec.input_path) if tars else _rows_digest(spec),
+            input_path=spec.input_path if tars else None,
         )
     return ShardPlan(shards=shards)
 
