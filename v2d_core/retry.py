@@ -12,7 +12,6 @@ the new one. Shards not finished yet are processed as usual.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,17 +81,8 @@ def _sample(row: dict[str, Any], input_schema: pa.Schema) -> Sample:
 
 def _result_from_stats(shard_id: int, stats: ShardStats, retried: list[dict[str, Any]]) -> ShardResult:
     """The shard's stats as a result, without the rows about to be retried (they are counted again)."""
-    result = ShardResult(
-        shard_id=shard_id,
-        count=stats.count - len(retried),
-        successes=stats.successes,
-        failed_to_download=stats.failed_to_download,
-        failed_to_subsample=stats.failed_to_subsample,
-        bytes_downloaded=stats.bytes_downloaded,
-        start_time=stats.start_time,
-        end_time=stats.end_time,
-        status_dict=Counter(stats.status_dict),
-    )
+    result = ShardResult.resume(shard_id, stats)
+    result.count -= len(retried)
     for row in retried:
         if row["status"] == Status.FAILED_TO_DOWNLOAD:
             result.failed_to_download -= 1

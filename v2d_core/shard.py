@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +34,7 @@ SourceItem = tuple[Sample, FetchOutcome, Path]
 Source = Callable[[str], tuple[pa.Schema, Iterator[SourceItem]]]
 # (writer, tmp folder) -> None: writes the samples kept from an earlier version of the shard
 Keeper = Callable[[ShardWriter, str], None]
+STATS_FIELDS = tuple(stat.name for stat in fields(ShardStats))
 
 
 @dataclass(slots=True)
@@ -64,16 +65,14 @@ class ShardResult:
         self.status_dict[sample.error_message or str(sample.status)] += 1
 
     def stats(self) -> ShardStats:
-        return ShardStats(
-            count=self.count,
-            successes=self.successes,
-            failed_to_download=self.failed_to_download,
-            failed_to_subsample=self.failed_to_subsample,
-            bytes_downloaded=self.bytes_downloaded,
-            start_time=self.start_time,
-            end_time=self.end_time,
-            status_dict=dict(self.status_dict),
-        )
+        values = {name: getattr(self, name) for name in STATS_FIELDS}
+        return ShardStats(**values | {"status_dict": dict(self.status_dict)})
+
+    @classmethod
+    def resume(cls, shard_id: int, stats: ShardStats) -> ShardResult:
+        """A result that goes on counting from a written shard's ``stats`` (a shard retried in place)."""
+        values = {name: getattr(stats, name) for name in STATS_FIELDS}
+        return cls(shard_id=shard_id, **values | {"status_dict": Counter(stats.status_dict)})
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
