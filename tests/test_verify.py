@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import write_csv
+from tests.object_store import new_bucket, s3_server
 from v2d_core import video2dataset
 from v2d_core.testing.server import MediaServer
 
@@ -168,3 +169,29 @@ def test_a_folder_without_shards_fails_and_a_missing_one_is_an_error(tmp_path: P
 def test_the_format_can_be_named(datasets: dict[str, Path]) -> None:
     done = run_verify(str(datasets["parquet"]), "--output_format", "parquet")
     assert done.returncode == 0 and "(parquet)" in done.stdout
+
+
+def test_a_dataset_on_s3_verifies_and_a_lost_object_fails(
+    media_server: MediaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with s3_server() as endpoint, new_bucket(endpoint, monkeypatch) as bucket:
+        rows = [
+            {"url": media_server.url("files", f"video_000{i}.mp4"), "caption": f"cap {i}"} for i in range(3)
+        ]
+        bucket.fs.pipe_file(f"{bucket.name}/in.txt", "\n".join(row["url"] for row in rows).encode())
+        video2dataset(
+            url_list=bucket.url("in.txt"),
+            output_folder=bucket.url("dataset"),
+            output_format="files",
+            number_sample_per_shard=2,
+            processes_count=1,
+            thread_count=2,
+            show_progress=False,
+        )
+        done = run_verify(bucket.url("dataset"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "2 shard(s) (files), 3 rows: every check passed" in done.stdout
+        bucket.fs.rm(f"{bucket.name}/dataset/00001/000010.mp4")
+        done = run_verify(bucket.url("dataset"))
+        assert done.returncode == 1
+        assert f"{DISAGREE.replace('00000', '00001')} (incomplete_or_missing: 000010)" in done.stdout

@@ -17,8 +17,10 @@ from v2d_core.shards.reader import ShardReader
 from v2d_core.shards.verify import (
     UNREADABLE,
     CheckOutcome,
+    DataKeys,
     StatusRows,
-    readable,
+    data_matches,
+    read_data,
     stats_match_parquet,
     unique_keys,
 )
@@ -81,17 +83,27 @@ def verify_dataset(folder: str, output_format: str | None = None) -> DatasetRepo
     fs, root = fresh_fs(folder)
     if not fs.isdir(root):
         raise InputError(f"{folder} is not a folder")
-    verdicts = [
-        verify_shard(ShardLayout(folder, name, output_format or detect_format(folder, name)))
+    readers = [
+        ShardReader(ShardLayout(folder, name, output_format or detect_format(folder, name)))
         for name in shard_names(folder)
     ]
+    data = [read_data(reader) for reader in readers]
+    media = dataset_media(data)
+    verdicts = [verify_shard(reader, keys, media) for reader, keys in zip(readers, data, strict=True)]
     counts = Counter(key for verdict in verdicts for key in set(verdict.keys))
     return DatasetReport(folder, verdicts, sorted(key for key, count in counts.items() if count > 1))
 
 
-def verify_shard(layout: ShardLayout) -> ShardVerdict:
-    """The checks of :data:`VERIFY_CHECKS` on one shard."""
-    reader = ShardReader(layout)
+def dataset_media(data: list[DataKeys]) -> set[str]:
+    """The media extensions of a dataset: those its samples hold besides json and txt. A
+    successful sample must hold one of them (a stage that writes no media: none)."""
+    extensions = (ext for keys in data if isinstance(keys, dict) for exts in keys.values() for ext in exts)
+    return set(extensions) - {"json", "txt"}
+
+
+def verify_shard(reader: ShardReader, data_keys: DataKeys, media: set[str]) -> ShardVerdict:
+    """The checks of :data:`VERIFY_CHECKS` on one shard whose data :func:`read_data` read."""
+    layout = reader.layout
     committed = layout.is_done()
     done = CheckOutcome(
         "committed", committed, "stats written" if committed else f"no {layout.stats_name}: never committed"
@@ -106,7 +118,7 @@ def verify_shard(layout: ShardLayout) -> ShardVerdict:
             [],
             [done] + [CheckOutcome(name, False, reason) for name in VERIFY_CHECKS[1:]],
         )
-    outcomes = [done, readable(reader, rows, media=None)]
+    outcomes = [done, data_matches(data_keys, rows, media)]
     if committed:
         outcomes.append(stats_match_parquet(reader, rows))
     outcomes.append(unique_keys(rows.keys))

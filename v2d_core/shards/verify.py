@@ -31,6 +31,7 @@ CLIP_KEY = re.compile(r"^(?P<source>.+)_\d{5}$")  # clip i of sample key: {key}_
 CHECK_NAMES = ("readable", "row_count_matches_input", "unique_keys", "success_rate")
 WARN_ONLY = frozenset({"success_rate"})
 UNREADABLE = (OSError, tarfile.TarError, pa.ArrowException, ValueError, InputError)
+DataKeys = dict[str, set[str]] | None | str  # key -> extensions; None: no data file; str: why unreadable
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +79,27 @@ def check_shard(
     except UNREADABLE as error:
         return [CheckOutcome(name, False, f"status parquet unreadable: {error}") for name in CHECK_NAMES]
     return [
-        readable(reader, rows, media),
+        data_matches(read_data(reader), rows, media),
         _row_count(rows.keys, expected_keys),
         unique_keys(rows.keys),
         _success_rate(Counter(rows.statuses), min_success_rate),
     ]
 
 
-def readable(reader: ShardReader, rows: StatusRows, media: Collection[str] | None) -> CheckOutcome:
-    """Whether the data holds exactly the successful samples, each whole; ``media`` None: the
-    media extensions are those the data holds."""
-    layout = reader.layout
+def read_data(reader: ShardReader) -> DataKeys:
+    """The shard's :meth:`~ShardReader.data_keys`, or why they cannot be read."""
     try:
-        data_keys = reader.data_keys()
+        return reader.data_keys()
     except UNREADABLE as error:
-        return CheckOutcome("readable", False, f"{layout.data_path} unreadable: {error}")
+        return f"{reader.layout.data_path} unreadable: {error}"
+
+
+def data_matches(data_keys: DataKeys, rows: StatusRows, media: Collection[str]) -> CheckOutcome:
+    """The ``readable`` verdict: the data holds exactly the successful samples, each whole."""
+    if isinstance(data_keys, str):
+        return CheckOutcome("readable", False, data_keys)
     if data_keys is None:
         return CheckOutcome("readable", True, "status parquet readable (this format writes no data file)")
-    if media is None:
-        media = set().union(*data_keys.values()) - {"json", "txt"}
     successes = rows.successes
     complete = {key for key, extensions in data_keys.items() if _complete(extensions, media)}
     passed = complete == successes == set(data_keys)
