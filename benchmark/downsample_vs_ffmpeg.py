@@ -58,6 +58,9 @@ import yaml
 from download_throughput import start_server  # benchmark/ is on sys.path when run as a script
 
 from v2d_core.ffmpeg_binary import ffmpeg_exe
+from v2d_core.shards import ShardLayout
+from v2d_core.shards.dataset import shard_names
+from v2d_core.shards.reader import ShardReader
 from v2d_core.testing.media import make_videos
 
 SHORT_SIDE = 256
@@ -209,13 +212,14 @@ def run_v2d(command: list[str], output: Path, expected: int, pythonpath: str | N
     # Run outside the checkout: ``python -m`` puts the working folder first on sys.path.
     run = functools.partial(subprocess.run, cwd=output.parent, env=env, timeout=1800, check=True)
     run(command, stdout=subprocess.DEVNULL)
-    stats = [json.loads(path.read_text()) for path in output.glob("*_stats.json")]
-    successes = sum(shard["successes"] for shard in stats)
+    layouts = [ShardLayout(str(output), name, "webdataset") for name in shard_names(str(output))]
+    stats = [ShardReader(layout).stats() for layout in layouts]
+    successes = sum(shard.successes for shard in stats)
     if successes != expected:
         raise SystemExit(f"v2d subset wrote {successes} of {expected} videos: {stats}")
     return Lanes(
-        busy=sum(shard["duration"] for shard in stats),
-        first_start=min(shard["start_time"] for shard in stats),
+        busy=sum(shard.duration for shard in stats),
+        first_start=min(shard.start_time for shard in stats),
     )
 
 

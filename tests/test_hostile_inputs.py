@@ -261,7 +261,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys
     from v2d_core.config import Config
-    from v2d_core.fetch.webdataset import tar_shards
+    from v2d_core.sharding import tar_shards
     from v2d_core.job import JobConfig
     from v2d_core.shard import process_shard
     from v2d_core.sharding import plan_shards

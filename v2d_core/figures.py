@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from v2d_core.sample import Status
+from v2d_core.shards import ShardStats
 
 TOP_ERRORS = 5
 
@@ -28,19 +28,17 @@ class Figures:
     errors: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_stats(cls, stats: Mapping[str, Any]) -> Figures:
-        """The figures of one shard's ``_stats.json`` (or ``ShardResult.stats()``)."""
+    def from_stats(cls, stats: ShardStats) -> Figures:
+        """The figures of one shard."""
         return cls(
-            samples=int(stats["count"]),
-            successes=int(stats["successes"]),
-            failed_to_download=int(stats["failed_to_download"]),
-            failed_to_subsample=int(stats["failed_to_subsample"]),
-            bytes=int(stats["bytes_downloaded"]),
-            seconds=float(stats["duration"]),
+            samples=stats.count,
+            successes=stats.successes,
+            failed_to_download=stats.failed_to_download,
+            failed_to_subsample=stats.failed_to_subsample,
+            bytes=stats.bytes_downloaded,
+            seconds=stats.duration,
             errors={
-                message: int(rows)
-                for message, rows in stats["status_dict"].items()
-                if message != Status.SUCCESS
+                message: rows for message, rows in stats.status_dict.items() if message != Status.SUCCESS
             },
         )
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import NamedTuple, Self
 
 from tqdm import tqdm
 
 from v2d_core.figures import Figures
 from v2d_core.sample import Sample, Status
+from v2d_core.shards import ShardStats
 
 FiguresObserver = Callable[[Figures], None]
 MAX_ERROR_SAMPLES = 10_000
@@ -108,14 +109,14 @@ class Progress:
             figures = self._figures()
         self._observe(figures)
 
-    def shard_counted(self, shard_id: int, stats: Mapping[str, Any]) -> None:
+    def shard_counted(self, shard_id: int, stats: ShardStats) -> None:
         """Record a whole committed shard from its stats (runners that do not stream rows: Spark)."""
         counts = {
-            "samples": stats["count"],
-            Status.SUCCESS: stats["successes"],
-            Status.FAILED_TO_DOWNLOAD: stats["failed_to_download"],
-            Status.FAILED_TO_SUBSAMPLE: stats["failed_to_subsample"],
-            "bytes": stats["bytes_downloaded"],
+            "samples": stats.count,
+            Status.SUCCESS: stats.successes,
+            Status.FAILED_TO_DOWNLOAD: stats.failed_to_download,
+            Status.FAILED_TO_SUBSAMPLE: stats.failed_to_subsample,
+            "bytes": stats.bytes_downloaded,
         }
         with self._lock:
             self._totals.update(counts)

@@ -17,7 +17,6 @@ from multiprocessing.queues import Queue
 
 import fsspec.config
 
-from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.lifetime import watch_main_process
 from v2d_core.output_lock import LOCK_NAME, output_lock
@@ -27,10 +26,9 @@ from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
 from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
+from v2d_core.shards import done_shards
+from v2d_core.shards.commit import recover
 from v2d_core.storage import fresh_fs
-from v2d_core.writers.commit import recover
-
-STATS_SUFFIX = "_stats.json"
 
 
 @dataclass(slots=True)
@@ -78,13 +76,9 @@ def _run_locked(job: JobConfig, show_progress: bool, observer: FiguresObserver |
     skip = done - set(retried)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
-        if job.input_format == "webdataset":
-            specs = tar_shards(job.url_list, skip=skip)
-        else:
-            # The run's own copy of the rows, credentials whole: deleted as each shard commits.
-            specs = [
-                dataclasses.replace(s, temporary_input=True) for s in plan_shards(job, shard_dir, skip=skip)
-            ]
+        specs = list(plan_shards(job, shard_dir, skip=skip))
+        if job.input_format != "webdataset":  # the run's own copy of the rows, credentials whole:
+            specs = [dataclasses.replace(s, temporary_input=True) for s in specs]  # gone as each commits
         # A retried shard fetches only its failed rows: that is what the progress bar counts.
         specs = [dataclasses.replace(s, row_count=retried.get(s.shard_id, s.row_count)) for s in specs]
         summary = run(specs, job, show_progress, observer)
@@ -159,12 +153,7 @@ def prepare_output(job: JobConfig) -> set[int]:
     fs.makedirs(root, exist_ok=True)
     recover(job.output_folder)
     clear_work_folders(job)
-    done = set()
-    for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
-        name = path.rsplit("/", 1)[-1].removesuffix(STATS_SUFFIX)
-        if name.isdigit():
-            done.add(int(name))
-    return done
+    return done_shards(job.output_folder)
 
 
 def _run_pool(

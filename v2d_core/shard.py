@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -23,10 +21,12 @@ from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
+from v2d_core.shards import ShardStats
+from v2d_core.shards.commit import recover
+from v2d_core.shards.layout import work_prefix
 from v2d_core.subsamplers.base import Subsampler
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
-from v2d_core.writers.commit import recover
 
 SampleCallback = Callable[[Sample, int], None]
 FetchOutcome = FetchResult | BaseException
@@ -35,11 +35,12 @@ SourceItem = tuple[Sample, FetchOutcome, Path]
 Source = Callable[[str], tuple[pa.Schema, Iterator[SourceItem]]]
 # (writer, tmp folder) -> None: writes the samples kept from an earlier version of the shard
 Keeper = Callable[[ShardWriter, str], None]
+STATS_FIELDS = tuple(stat.name for stat in fields(ShardStats))
 
 
 @dataclass(slots=True)
 class ShardResult:
-    """What happened to one shard; ``stats()`` is its ``_stats.json``."""
+    """What happened to one shard, counted as it happens; ``stats()`` is the record it commits."""
 
     shard_id: int
     count: int = 0
@@ -50,10 +51,6 @@ class ShardResult:
     start_time: float = field(default_factory=time.time)
     end_time: float = 0.0
     status_dict: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def duration(self) -> float:
-        return self.end_time - self.start_time
 
     def add(self, sample: Sample) -> None:
         """Count one input row by its final status (clips of a row count once, via the first)."""
@@ -68,13 +65,15 @@ class ShardResult:
             self.failed_to_subsample += 1
         self.status_dict[sample.error_message or str(sample.status)] += 1
 
-    def stats(self) -> dict[str, Any]:
-        """video2dataset's ``_stats.json`` fields."""
-        stats = asdict(self)
-        stats.pop("shard_id")
-        stats["duration"] = self.duration
-        stats["status_dict"] = dict(self.status_dict)
-        return stats
+    def stats(self) -> ShardStats:
+        values = {name: getattr(self, name) for name in STATS_FIELDS}
+        return ShardStats(**values | {"status_dict": dict(self.status_dict)})
+
+    @classmethod
+    def resume(cls, shard_id: int, stats: ShardStats) -> ShardResult:
+        """A result that goes on counting from a written shard's ``stats`` (a shard retried in place)."""
+        values = {name: getattr(stats, name) for name in STATS_FIELDS}
+        return cls(shard_id=shard_id, **values | {"status_dict": Counter(stats.status_dict)})
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
@@ -134,9 +133,7 @@ def clear_work_folders(job: JobConfig, shard_id: int | None = None) -> None:
 
 
 def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
-    """Work folders are named by output folder and shard, so a later run can find what a killed one left."""
-    folder = f"v2d-{hashlib.sha1(job.output_folder.encode()).hexdigest()[:10]}-"
-    return folder if shard_id is None else f"{folder}{job.shard_name(shard_id)}-"
+    return work_prefix(job.output_folder, None if shard_id is None else job.shard_name(shard_id))
 
 
 def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:

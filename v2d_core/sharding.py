@@ -2,7 +2,8 @@
 
 :func:`plan_shards` cuts the url list into shards of ``number_sample_per_shard``
 rows; each input file starts a new shard, as in video2dataset. Shard ids depend
-only on the input's row counts, never on which shards are already done.
+only on the input's row counts, never on which shards are already done. An input
+webdataset is already sharded: each tar is a shard, named by its id.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import math
 import os
 import posixpath
 import uuid
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import braceexpand
 import pyarrow as pa
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
@@ -41,14 +43,19 @@ class ShardSpec:
 
 
 def plan_shards(job: JobConfig, shard_dir: str, skip: Container[int] = frozenset()) -> Iterator[ShardSpec]:
-    """Write ``{shard_dir}/{shard_name}.arrow`` for each shard not in ``skip``, yielding its spec.
+    """The spec of each shard of ``job`` not in ``skip``: the one planning path of every runner.
 
-    Lazy: each shard is written as soon as its rows are read, so memory stays
-    around one shard (plus one read batch). Skipped shards are read but not
-    written, and ids still advance. ``job.config.reading.sampler``, when set, is
-    given the ids not in ``skip`` (all files, ascending) and the shards it does
-    not return are skipped too; it costs one extra pass over the input to count rows.
+    An input webdataset's shards are its tars (:func:`tar_shards`). A url list's rows are
+    cut into ``{shard_dir}/{shard_name}.arrow`` files, one per shard. Lazy: each shard is
+    written as soon as its rows are read, so memory stays around one shard (plus one read
+    batch). Skipped shards are read but not written, and ids still advance.
+    ``job.config.reading.sampler``, when set, is given the ids not in ``skip`` (all files,
+    ascending) and the shards it does not return are skipped too; it costs one extra pass
+    over the input to count rows.
     """
+    if job.input_format == "webdataset":
+        yield from tar_shards(job.url_list, skip)
+        return
     files = input_files(job.url_list, job.input_format)
     skip = _sampled_skip(job, files, skip)
     size = job.config.storage.number_sample_per_shard
@@ -58,6 +65,36 @@ def plan_shards(job: JobConfig, shard_dir: str, skip: Container[int] = frozenset
             if shard_id not in skip:
                 yield _write_shard(job, shard_dir, shard_id, table)
             shard_id += 1
+
+
+def tar_shards(url_list: str | Sequence[str], skip: Container[int] = frozenset()) -> list[ShardSpec]:
+    """One spec per input tar (braceexpand patterns, folders of ``*.tar``, lists; any fsspec url)."""
+    specs: dict[int, ShardSpec] = {}
+    for url in _tar_urls(url_list):
+        name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar")
+        if not name.isdigit():
+            raise InputError(f"input tar {url} is not named by a shard id like 00042.tar")
+        if int(name) in specs:
+            raise InputError(f"two input tars have shard id {name}: {specs[int(name)].input_path} and {url}")
+        specs[int(name)] = ShardSpec(shard_id=int(name), input_path=url, row_count=0)
+    return [spec for shard_id, spec in sorted(specs.items()) if shard_id not in skip]
+
+
+def _tar_urls(url_list: str | Sequence[str]) -> list[str]:
+    patterns = [url_list] if isinstance(url_list, str) else list(url_list)
+    urls = []
+    for url in (expanded for pattern in patterns for expanded in braceexpand.braceexpand(pattern)):
+        fs, path = fresh_fs(url)
+        if fs.isdir(path):
+            found = sorted(name for name in fs.glob(f"{path.rstrip('/')}/*.tar"))
+            urls += [name if "file" in fs.protocol else fs.unstrip_protocol(name) for name in found]
+        elif fs.exists(path):
+            urls.append(url)
+        else:
+            raise InputError(f"input tar {url} does not exist")
+    if not urls:
+        raise InputError(f"no input tar found in {url_list}")
+    return urls
 
 
 def _sampled_skip(job: JobConfig, files: list[str], skip: Container[int]) -> Container[int]:

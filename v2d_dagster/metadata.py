@@ -1,17 +1,17 @@
-"""A shard's ``_stats.json`` as the materialization metadata the Dagster UI shows."""
+"""A shard's stats as the materialization metadata the Dagster UI shows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
 from v2d_core.figures import Figures
 from v2d_core.redact import redact_text
+from v2d_core.shards import ShardStats
 
 
-def shard_metadata(stats: Mapping[str, Any], output_path: str) -> dict[str, Any]:
+def shard_metadata(stats: ShardStats, output_path: str) -> dict[str, Any]:
     """Samples, successes, failures by status, top error messages, bytes, seconds, videos/s, path."""
     figures = Figures.from_stats(stats)
     return {

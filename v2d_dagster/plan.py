@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from v2d_core.errors import InputError
-from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.inputs import input_files
 from v2d_core.job import JobConfig
-from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path
+from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path, tar_shards
+from v2d_core.shards import ShardLayout
 from v2d_core.storage import fresh_fs
 
 MANIFEST = "manifest.json"
@@ -72,26 +72,18 @@ class ShardPlan:
 
 
 def cut_plan(job: JobConfig, shard_dir: str) -> ShardPlan:
-    """Cut ``job``'s url list into shard input files under ``shard_dir``; the plan (not yet saved).
+    """``plan_shards``, the core's planning, with each shard's digest; the plan (not yet saved).
 
     For an input webdataset nothing is written: each tar is a shard of the plan.
     """
-    if job.input_format == "webdataset":
-        return ShardPlan(
-            shards={
-                job.shard_name(spec.shard_id): PlannedShard(
-                    shard_id=spec.shard_id,
-                    row_count=0,
-                    digest=_file_digest(spec.input_path),
-                    input_path=spec.input_path,
-                )
-                for spec in tar_shards(job.url_list)
-            }
-        )
+    tars = job.input_format == "webdataset"
     shards = {}
     for spec in plan_shards(job, shard_dir):
         shards[job.shard_name(spec.shard_id)] = PlannedShard(
-            shard_id=spec.shard_id, row_count=spec.row_count, digest=_rows_digest(spec)
+            shard_id=spec.shard_id,
+            row_count=spec.row_count,
+            digest=_file_digest(spec.input_path) if tars else _rows_digest(spec),
+            input_path=spec.input_path if tars else None,
         )
     return ShardPlan(shards=shards)
 
@@ -122,14 +114,14 @@ def read_plan(shard_dir: str, missing_ok: bool = False) -> ShardPlan:
 
 def upstream_tar_specs(folder: str, partitions: list[str]) -> dict[str, ShardSpec]:
     """Partition key -> the spec reading ``{folder}/{key}.tar``, the tar an earlier stage wrote."""
-    fs, root = fresh_fs(folder)
     specs = {}
     for key in partitions:
-        if not fs.exists(f"{root}/{key}_stats.json"):
+        layout = ShardLayout(folder, key, "webdataset")
+        if layout.data_path is None or not layout.is_done():
             raise InputError(
                 f"shard {key} has no finished tar in {folder}; materialize that stage's shard first"
             )
-        specs[key] = ShardSpec(shard_id=int(key), input_path=f"{folder}/{key}.tar", row_count=0)
+        specs[key] = ShardSpec(shard_id=layout.shard_id, input_path=layout.data_path, row_count=0)
     return specs
 
 

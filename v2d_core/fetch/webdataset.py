@@ -1,6 +1,7 @@
 """Samples of an existing webdataset tar, for the re-processing stages (subset, optical_flow).
 
-Each input tar is one shard and keeps its id (``00042.tar`` stays shard 42). Members
+Each input tar is one shard and keeps its id (``00042.tar`` stays shard 42, see
+:func:`v2d_core.sharding.tar_shards`). Members
 are grouped by key as webdataset groups them (the name up to the first dot of its
 basename); media members become streams, ``json`` the sample's record, ``txt`` its
 caption; other members are skipped unread. Member data is copied to files named by us,
@@ -23,17 +24,15 @@ import re
 import shutil
 import tarfile
 import zlib
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import braceexpand
-
-from v2d_core.errors import InputError, NotMediaError
+from v2d_core.errors import NotMediaError
 from v2d_core.fetch.base import FetchResult
 from v2d_core.sample import Sample
-from v2d_core.sharding import ShardSpec
+from v2d_core.shards.reader import COPY_BLOCK, tar_members
 from v2d_core.storage import fresh_fs
 from v2d_core.text import valid_text
 
@@ -46,41 +45,10 @@ KEPT_EXTENSIONS = frozenset((*MODALITY_OF_EXTENSION, "json", "txt"))
 RECORD_FIELDS = ("url", "key", "caption", "status", "error_message")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_KEY_CHARS = 200
-COPY_BLOCK = 1 << 20
 
 TarItem = tuple[Sample, FetchResult | BaseException, Path]
 # What reading a damaged tar raises: tarfile's errors, a truncated or corrupt compressed stream.
 BROKEN_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
-
-
-def tar_shards(url_list: str | Sequence[str], skip: Container[int] = frozenset()) -> list[ShardSpec]:
-    """One spec per input tar (braceexpand patterns, folders of ``*.tar``, lists; any fsspec url)."""
-    specs: dict[int, ShardSpec] = {}
-    for url in _tar_urls(url_list):
-        name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar")
-        if not name.isdigit():
-            raise InputError(f"input tar {url} is not named by a shard id like 00042.tar")
-        if int(name) in specs:
-            raise InputError(f"two input tars have shard id {name}: {specs[int(name)].input_path} and {url}")
-        specs[int(name)] = ShardSpec(shard_id=int(name), input_path=url, row_count=0)
-    return [spec for shard_id, spec in sorted(specs.items()) if shard_id not in skip]
-
-
-def _tar_urls(url_list: str | Sequence[str]) -> list[str]:
-    patterns = [url_list] if isinstance(url_list, str) else list(url_list)
-    urls = []
-    for url in (expanded for pattern in patterns for expanded in braceexpand.braceexpand(pattern)):
-        fs, path = fresh_fs(url)
-        if fs.isdir(path):
-            found = sorted(name for name in fs.glob(f"{path.rstrip('/')}/*.tar"))
-            urls += [name if "file" in fs.protocol else fs.unstrip_protocol(name) for name in found]
-        elif fs.exists(path):
-            urls.append(url)
-        else:
-            raise InputError(f"input tar {url} does not exist")
-    if not urls:
-        raise InputError(f"no input tar found in {url_list}")
-    return urls
 
 
 @dataclass(slots=True)
@@ -106,10 +74,7 @@ def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
     try:
         with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
             seen: set[str] = set()
-            for index, member in enumerate(tar):
-                if member.isdir():
-                    continue
-                key, ext = _split_name(member.name)
+            for index, (key, ext, member) in enumerate(tar_members(tar)):
                 if group is None or key != group.key:
                     if group is not None:
                         yield _sample(group)
@@ -120,20 +85,12 @@ def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
     except BROKEN_TAR_ERRORS as error:
         offset = tar.offset if tar is not None else 0
         if group is None:
-            group = _Group(
-                path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar"), Path(tmp) / "broken", None
-            )
+            name = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar")
+            group = _Group(name, Path(tmp) / "broken", None)
             group.workdir.mkdir()
         group.problem = f"input tar {tar_url} breaks near byte {offset}: {type(error).__name__}: {error}"
     if group is not None:
         yield _sample(group)
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is the path up to the first dot of the basename."""
-    folder, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), ext
 
 
 def _key_problem(key: str, seen: set[str]) -> str | None:

@@ -13,11 +13,8 @@ from v2d_core.writers.webdataset import WebDatasetWriter
 __all__ = ["WRITERS", "ShardTarget", "ShardWriter", "make_writer"]
 
 WRITERS: dict[str, type[ShardWriter]] = {
-    "files": FilesWriter,
-    "webdataset": WebDatasetWriter,
-    "parquet": ParquetShardWriter,
-    "tfrecord": TFRecordShardWriter,
-    "dummy": DummyWriter,
+    writer.output_format: writer
+    for writer in (FilesWriter, WebDatasetWriter, ParquetShardWriter, TFRecordShardWriter, DummyWriter)
 }
 
 

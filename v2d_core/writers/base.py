@@ -12,6 +12,7 @@ from typing import Any, Self
 import pyarrow as pa
 
 from v2d_core.sample import Sample
+from v2d_core.shards import ShardStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class ShardWriter(ABC):
         if it succeeded, its data files by extension (``parts``), byte for byte."""
 
     @abstractmethod
-    def add_stats(self, stats: Mapping[str, Any]) -> None:
+    def add_stats(self, stats: ShardStats) -> None:
         """Write the shard's ``_stats.json``; it is committed last, with the rest of the shard."""
 
     @abstractmethod

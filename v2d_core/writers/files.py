@@ -11,8 +11,10 @@ from v2d_core.writers.status import StatusWriter
 class FilesWriter(StatusWriter):
     """Successful samples as plain files in the shard's folder."""
 
+    output_format = "files"
+
     def _open(self) -> None:
-        self._folder = self.outputs.temp(self.target.shard_name)
+        self._folder = self.outputs.temp(self.data_name)
         self.outputs.fs.makedirs(self._folder, exist_ok=True)
 
     def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:

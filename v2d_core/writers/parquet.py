@@ -17,6 +17,8 @@ class ParquetShardWriter(StatusWriter):
     Failed samples have null media and ``txt``.
     """
 
+    output_format = "parquet"
+
     def _schema(self) -> pa.Schema:
         fields = list(super()._schema())
         if self.target.save_caption:

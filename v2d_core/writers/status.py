@@ -3,8 +3,8 @@
 Every writer is a :class:`StatusWriter`: each sample becomes one row of ``{shard}.parquet``;
 successful samples also go to the format's data files. Everything is written under hidden
 temporary names in the output folder; ``commit`` renames the data files, the parquet and
-the stats into place as one unit (:mod:`v2d_core.writers.commit`), ``abort`` deletes the
-temporaries.
+the stats into place as one unit (:mod:`v2d_core.shards.commit`; the names are
+:class:`~v2d_core.shards.ShardLayout`'s), ``abort`` deletes the temporaries.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 from v2d_core.errors import InputError
 from v2d_core.redact import redact_url
 from v2d_core.sample import Sample, Status
+from v2d_core.shards import ShardLayout, ShardStats
+from v2d_core.shards.commit import TempOutputs
 from v2d_core.writers.base import ShardTarget, ShardWriter
-from v2d_core.writers.commit import TempOutputs
 
 STATUS_FIELDS = (
     pa.field("key", pa.string()),
@@ -135,15 +136,26 @@ class StatusWriter(ShardWriter):
     sample's parts, ``_close`` finishes the data files; ``_schema`` / ``_row`` extend the parquet.
     """
 
+    output_format: ClassVar[str]
+
     def __init__(self, target: ShardTarget) -> None:
         super().__init__(target)
+        self.layout = ShardLayout(target.output_folder, target.shard_name, self.output_format)
         self.outputs = TempOutputs(target.output_folder, target.shard_name, target.storage_options)
         try:
             self._open()
-            self._rows = ParquetRows(self.outputs.open(f"{target.shard_name}.parquet"), self._schema())
+            self._rows = ParquetRows(self.outputs.open(self.layout.parquet_name), self._schema())
         except BaseException:
             self.outputs.abort()
             raise
+
+    @property
+    def data_name(self) -> str:
+        """The name of the format's data file (or folder), for writers that write one."""
+        name = self.layout.data_name
+        if name is None:
+            raise TypeError(f"output_format {self.output_format!r} writes no data file")
+        return name
 
     def write(self, sample: Sample) -> None:
         if sample.status is Status.SUCCESS:
@@ -160,9 +172,9 @@ class StatusWriter(ShardWriter):
             self._add(str(row["key"]), parts)
         self._rows.append(dict(row))
 
-    def add_stats(self, stats: Mapping[str, Any]) -> None:
-        with self.outputs.fs.open(self.outputs.temp(f"{self.target.shard_name}_stats.json"), "w") as handle:
-            json.dump(stats, handle, indent=4)
+    def add_stats(self, stats: ShardStats) -> None:
+        with self.outputs.fs.open(self.outputs.temp(self.layout.stats_name), "w") as handle:
+            json.dump(stats.to_json(), handle, indent=4)
 
     def commit(self) -> None:
         try:

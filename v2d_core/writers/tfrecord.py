@@ -21,8 +21,10 @@ class _FileTFRecordWriter(TFRecordWriter):
 class TFRecordShardWriter(StatusWriter):
     """Successful samples as examples with features ``key``, one per extension, ``txt``, ``json``."""
 
+    output_format = "tfrecord"
+
     def _open(self) -> None:
-        self._records = _FileTFRecordWriter(self.outputs.open(f"{self.target.shard_name}.tfrecord"))
+        self._records = _FileTFRecordWriter(self.outputs.open(self.data_name))
 
     def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:
         features = {"key": (key.encode(), "byte")}

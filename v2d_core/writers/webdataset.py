@@ -26,8 +26,10 @@ COPY_BLOCK = 1 << 20
 class WebDatasetWriter(StatusWriter):
     """Successful samples as members of one tar, streamed from disk."""
 
+    output_format = "webdataset"
+
     def _open(self) -> None:
-        self._file = self.outputs.open(f"{self.target.shard_name}.tar")
+        self._file = self.outputs.open(self.data_name)
         self._written = 0
 
     def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:

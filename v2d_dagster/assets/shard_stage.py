@@ -14,7 +14,6 @@ shard materializes by itself when its upstream shard lands (``AutomationConditio
 """
 
 import dataclasses
-import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -28,13 +27,13 @@ from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
-from v2d_core.storage import fresh_fs
-from v2d_core.subsamplers.chain import output_encode_formats
+from v2d_core.shards import ShardLayout, ShardStats
+from v2d_core.shards.reader import ShardReader
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
 from v2d_dagster.metadata import shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
-from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard, input_keys
+from v2d_dagster.shard_checks import CHECK_NAMES, shard_check_evaluations
 from v2d_dagster.spec import DatasetSpec, stage_version
 
 # (job, partition keys) -> partition key -> the core's unit of work; raises InputError.
@@ -165,7 +164,7 @@ def shard_specs(resolve: ShardResolver, job: JobConfig, partitions: Sequence[str
 
 def run_stage(
     context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, dict]:
+) -> dict[str, ShardStats]:
     """Process the shards of ``specs`` (partition key -> spec); their stats by partition key."""
     finished = _finished_in_this_run(context, specs, job) if context.retry_number else {}
     todo = [spec for partition, spec in specs.items() if partition not in finished]
@@ -201,26 +200,10 @@ def evaluate_checks(
     selected = {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
     if not selected:
         return
-    media = frozenset(output_encode_formats(job).values())
     for partition, spec in specs.items():
-        location = ShardLocation(
-            folder=job.output_folder, name=partition, output_format=job.output_format, media_extensions=media
-        )
-        for outcome in check_shard(location, input_keys(job, spec), min_success_rate):
-            if outcome.name in selected:
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=key,
-                        check_name=outcome.name,
-                        passed=outcome.passed,
-                        partition=partition,
-                        description=outcome.description,
-                        metadata=outcome.metadata,
-                        severity=dg.AssetCheckSeverity.WARN
-                        if outcome.name in WARN_ONLY
-                        else dg.AssetCheckSeverity.ERROR,
-                    )
-                )
+        for evaluation in shard_check_evaluations(key, partition, spec, job, min_success_rate):
+            if evaluation.check_name in selected:
+                context.log_event(evaluation)
     for name in sorted(selected):
         yield dg.Output(None, output_name=_check_output_name(context, dg.AssetCheckKey(key, name)))
 
@@ -231,25 +214,21 @@ def _check_output_name(context: dg.AssetExecutionContext, check_key: dg.AssetChe
 
 def _finished_in_this_run(
     context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, dict]:
+) -> dict[str, ShardStats]:
     """Stats of the shards an earlier attempt of this run committed (their stats are newer than the run)."""
     record = context.instance.get_run_record_by_id(context.run.run_id)
     started = record.create_timestamp.timestamp() if record is not None else float("inf")
-    fs, root = fresh_fs(job.output_folder)
     finished = {}
     for partition in specs:
-        path = f"{root}/{partition}_stats.json"
-        if fs.exists(path):
-            with fs.open(path, "r") as handle:
-                stats = json.load(handle)
-            if stats.get("start_time", 0) >= started:
-                finished[partition] = stats
+        layout = ShardLayout(job.output_folder, partition, job.output_format)
+        if layout.is_done() and (stats := ShardReader(layout).stats()).start_time >= started:
+            finished[partition] = stats
     return finished
 
 
 def _data_path(job: JobConfig, partition: str) -> str:
-    suffix = {"webdataset": ".tar", "tfrecord": ".tfrecord", "parquet": ".parquet", "files": ""}
-    return f"{job.output_folder}/{partition}{suffix.get(job.output_format, '.parquet')}"
+    layout = ShardLayout(job.output_folder, partition, job.output_format)
+    return layout.data_path or layout.parquet_path
 
 
 def build_tar_stage(

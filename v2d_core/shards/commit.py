@@ -14,15 +14,19 @@ is a copy then a delete (:func:`v2d_core.storage.move`): each final name still a
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import Collection
 from typing import Any, BinaryIO
 
+from v2d_core.shards.layout import (
+    JOURNAL_SUFFIX,
+    belongs_to,
+    hidden_pattern,
+    is_journal,
+    is_temporary,
+    journal_name,
+    temporary_name,
+)
 from v2d_core.storage import fresh_fs, move
-
-JOURNAL_SUFFIX = ".commit"
-_TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{32}")
 
 
 class TempOutputs:
@@ -37,7 +41,7 @@ class TempOutputs:
 
     def temp(self, name: str) -> str:
         """A temporary path that :meth:`commit` renames to ``name``; commits go in call order."""
-        temp = f".{name}.tmp-{uuid.uuid4().hex}"
+        temp = temporary_name(name)
         self._pending.append((temp, name))
         return f"{self.folder}/{temp}"
 
@@ -49,8 +53,8 @@ class TempOutputs:
         """Rename every temporary to its final name, replacing what is there, as one unit (see module doc)."""
         if not self._pending:
             return
-        journal = f"{self.folder}/.{self.unit}{JOURNAL_SUFFIX}"
-        staged = f"{self.folder}/.{self.unit}{JOURNAL_SUFFIX}.tmp-{uuid.uuid4().hex}"
+        journal = f"{self.folder}/{journal_name(self.unit)}"
+        staged = f"{self.folder}/{temporary_name(self.unit + JOURNAL_SUFFIX)}"
         with self.fs.open(staged, "w") as handle:
             json.dump(self._pending, handle)
         self.fs.mv(staged, journal)
@@ -78,19 +82,13 @@ def recover(
     root = root.rstrip("/")
     if not fs.isdir(root):
         return
-    pattern = f"{root}/.*" if units is None or len(units) != 1 else f"{root}/.{next(iter(units))}[._]*"
-    hidden = [path.rsplit("/", 1)[-1] for path in fs.glob(pattern)]
+    hidden = [path.rsplit("/", 1)[-1] for path in fs.glob(hidden_pattern(root, units))]
     for name in hidden:
-        if name.endswith(JOURNAL_SUFFIX) and _unit_of(name, units):
+        if is_journal(name) and belongs_to(name, units):
             _replay(fs, root, f"{root}/{name}")
     for name in hidden:
-        if _TEMPORARY.fullmatch(name) and _unit_of(name, units) and fs.exists(f"{root}/{name}"):
+        if is_temporary(name) and belongs_to(name, units) and fs.exists(f"{root}/{name}"):
             fs.rm(f"{root}/{name}", recursive=True)
-
-
-def _unit_of(hidden_name: str, units: Collection[str] | None) -> bool:
-    """Whether ``.{unit}.xxx`` / ``.{unit}_stats.json...`` belongs to one of ``units`` (any, if None)."""
-    return units is None or any(hidden_name[1:].startswith((f"{unit}.", f"{unit}_")) for unit in units)
 
 
 def _replay(fs: Any, folder: str, journal: str) -> None:
