@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 import traceback
 from typing import Any
@@ -27,7 +28,8 @@ _command.__signature__ = inspect.signature(video2dataset)  # type: ignore[attr-d
 
 
 def main() -> None:
-    """Entry point of the ``video2dataset`` console script."""
+    """Entry point of the ``video2dataset`` console script; v2d's log goes to stderr."""
+    _log_to_stderr()
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
@@ -42,6 +44,15 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(130)
+
+
+def _log_to_stderr() -> None:
+    """v2d's own log lines (the run's environment first) on stderr, prefixed like its errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("video2dataset: %(message)s"))
+    logger = logging.getLogger("v2d_core")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

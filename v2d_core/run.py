@@ -15,6 +15,7 @@ from multiprocessing.queues import Queue
 
 import fsspec.config
 
+from v2d_core.doctor import log_environment
 from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
@@ -63,6 +64,7 @@ def run_job(
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
     started = time.monotonic()
+    log_environment(job.config.reading)
     run = shard_runner(job.config.distribution.distributor)
     done = prepare_output(job)
     retried = transient_failures(job, done) if job.incremental_mode == "retry_failed" else {}

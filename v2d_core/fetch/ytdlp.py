@@ -41,6 +41,7 @@ from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
 from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL, remember_secrets
+from v2d_core.fetch.ytdlp_stack import js_runtimes
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.redact import redact_mapping, redact_text
 
@@ -163,6 +164,7 @@ class YtDlpFetcher(Fetcher):
             "socket_timeout": self._reading.timeout,
             "progress_hooks": [functools.partial(_check_size, limit=self._reading.max_file_size)],
             "ffmpeg_location": ffmpeg_exe(),
+            "js_runtimes": js_runtimes(),
         }
         if self._reading.max_duration is not None:
             params["match_filter"] = functools.partial(_check_duration, limit=self._reading.max_duration)

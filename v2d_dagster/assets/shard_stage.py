@@ -32,7 +32,7 @@ from v2d_core.storage import fresh_fs
 from v2d_core.subsamplers import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
-from v2d_dagster.metadata import shard_metadata
+from v2d_dagster.metadata import environment_metadata, shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
 from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard, input_keys
 from v2d_dagster.spec import DatasetSpec, stage_version
@@ -143,9 +143,10 @@ def build_shard_stage(
         run_job = config.apply(job)
         specs = shard_specs(resolve, run_job, context.partition_keys)
         if key in context.selected_asset_keys:
+            environment = environment_metadata(context, run_job.config.reading)
             for partition, stats in run_stage(context, specs, run_job).items():
                 context.add_asset_metadata(
-                    shard_metadata(stats, _data_path(run_job, partition)),
+                    {**shard_metadata(stats, _data_path(run_job, partition)), "environment": environment},
                     asset_key=key,
                     partition_key=partition,
                 )
