@@ -127,7 +127,7 @@ class YtDlpFetcher(Fetcher):
         late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
         with FetchGuard(self._policy, deadline) as guard:
             try:
-                with GuardedYoutubeDL(self._params(folder), guard=guard) as ydl:
+                with GuardedYoutubeDL(self.ytdl_params(folder), guard=guard) as ydl:
                     info = _single_entry(ydl.extract_info(url, download=True))
                     result = info, self._metadata(ydl, info)
             except yt_dlp.utils.YoutubeDLError as error:
@@ -145,7 +145,8 @@ class YtDlpFetcher(Fetcher):
             raise RefusedUrlError(guard.refusal)
         raise YtDlpError(message, transient=transient)
 
-    def _params(self, folder: Path) -> dict[str, Any]:
+    def ytdl_params(self, folder: Path) -> dict[str, Any]:
+        """The options of the YoutubeDL that fetches into ``folder``."""
         yt_args = self._reading.yt_args
         params: dict[str, Any] = {
             "quiet": True,
