@@ -11,6 +11,8 @@ progress hook), ``reading.max_duration`` (yt-dlp's ``match_filter``, before down
 and ``reading.fetch_deadline`` for the whole call: every connection goes through a
 :class:`~v2d_core.fetch.netguard.FetchGuard` (address guard and deadline, see
 :mod:`v2d_core.fetch.ytdlp_network`), which cuts them when the deadline passes.
+Every ``YoutubeDL`` gets the JavaScript runtime of :mod:`v2d_core.fetch.ytdlp_stack`
+(``js_runtimes``) and the ffmpeg of :mod:`v2d_core.ffmpeg_binary`.
 """
 
 from __future__ import annotations
