@@ -128,7 +128,7 @@ def _warnings(facts: dict[str, Any]) -> list[str]:
     if runtime["version"] is None or not runtime["supported"]:
         found.append(
             f"no supported JavaScript runtime for yt-dlp ({runtime['name']}): YouTube formats need one; "
-            'pip install "deno>=2.4"'
+            'pip install "deno>=2.6.5"'
         )
     if facts["ejs"] is None:
         found.append(f"yt-dlp-ejs is not installed: YouTube's challenges go unsolved; {UPGRADE_HINT}")
