@@ -76,6 +76,7 @@ def test_the_built_wheel_in_a_fresh_venv_runs_the_demo(tmp_path: Path) -> None:
     )
     assert demo.returncode == 0, demo.stderr[-3000:]
     assert "success: 3, failed_to_download: 1" in demo.stdout
+    assert "v2d-demo: JS runtime: deno " in demo.stderr  # the run's log starts with its tools
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
         "00000.parquet",
         "00000.tar",

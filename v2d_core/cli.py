@@ -29,7 +29,7 @@ _command.__signature__ = inspect.signature(video2dataset)  # type: ignore[attr-d
 
 def main() -> None:
     """Entry point of the ``video2dataset`` console script; v2d's log goes to stderr."""
-    _log_to_stderr()
+    log_to_stderr()
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
@@ -46,10 +46,10 @@ def main() -> None:
         sys.exit(130)
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr(prefix: str = "video2dataset") -> None:
     """v2d's own log lines (the run's environment first) on stderr, prefixed like its errors."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("video2dataset: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
     logger = logging.getLogger("v2d_core")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
