@@ -156,6 +156,17 @@ def test_a_recent_ffmpeg_on_path_is_the_one_v2d_runs(tmp_path: Path) -> None:
     assert (facts["ffmpeg"]["source"], facts["ffmpeg"]["path"]) == ("PATH", imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def test_a_broken_ffmpeg_on_path_is_passed_over_for_the_bundled_build(tmp_path: Path) -> None:
+    (tmp_path / "ffmpeg").symlink_to("/bin/true")
+    facts = doctor_json(env_with([tmp_path]))
+    assert facts["ffmpeg"]["source"] == "imageio-ffmpeg"
+    true = os.path.realpath("/bin/true")
+    assert (
+        facts["ffmpeg"]["note"]
+        == f"PATH ffmpeg {true} does not print an ffmpeg version line; using the bundled build"
+    )
+
+
 def test_an_old_ffmpeg_on_path_is_passed_over_for_the_bundled_build() -> None:
     old = old_ffmpeg_on_path()
     facts = doctor_json(env_with())

@@ -99,10 +99,14 @@ def resolve_ffmpeg() -> FFmpegBinary:
     note = ""
     on_path = shutil.which("ffmpeg")
     if on_path:
-        candidate = probe(os.path.realpath(on_path), "PATH")
-        if candidate.problem is None:
-            return candidate
-        note = f"PATH's {candidate.problem}; using the bundled build"
+        try:
+            candidate = probe(os.path.realpath(on_path), "PATH")
+        except ConfigError as error:  # a broken ffmpeg on PATH: the bundled one still works
+            note = f"{error}; using the bundled build"
+        else:
+            if candidate.problem is None:
+                return candidate
+            note = f"PATH's {candidate.problem}; using the bundled build"
     import imageio_ffmpeg
 
     return dataclasses.replace(probe(imageio_ffmpeg.get_ffmpeg_exe(), "imageio-ffmpeg"), note=note)
