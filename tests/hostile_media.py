@@ -94,7 +94,7 @@ def hostile_media(folder: Path) -> dict[str, Path]:
     ffmpeg(*sine, "-c:a", "aac", str(files["audio_only"]))
     ffmpeg(*sine, "-c:a", "aac", str(files["audio_in_mp4"]))
     ffmpeg(
-        *sine, *("-f", "lavfi", "-i", "color=c=red:size=64x64", "-map", "0", "-map", "1"),
+        *sine, *("-f", "lavfi", "-i", "color=c=red:size=64x64:duration=1", "-map", "0", "-map", "1"),
         *("-frames:v", "1", "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v", "attached_pic"),
         str(files["cover_art"]),
     )  # fmt: skip

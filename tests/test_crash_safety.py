@@ -172,15 +172,28 @@ def test_cli_killed_at_random_points_resumes_without_loss(
 
 
 def test_cli_interrupted_with_ctrl_c_keeps_finished_shards(tmp_path: Path, media_server: MediaServer) -> None:
+    # The last shard's rows wait behind a gate that opens only once the run's process has taken
+    # the interrupt, so the run is always still working when Ctrl-C reaches it (it cannot
+    # finish first and exit 0); opening it then lets the fetches it waits for end.
+    gate = f"ctrl-c-{tmp_path.name}"
+    last_shard = range(ROWS - PER_SHARD, ROWS)
+    urls = [
+        media_server.url(f"gate/{gate}" if i in last_shard else DELAY, f"video_000{i % 4}.mp4?row={i}")
+        for i in range(ROWS)
+    ]
+    url_list = write_csv(
+        tmp_path / "videos.csv", [{"url": url, "caption": f"c{i}"} for i, url in enumerate(urls)]
+    )
     output = tmp_path / "out"
     command = cli_command(
-        f"--url_list={input_rows(tmp_path, media_server)}",
+        f"--url_list={url_list}",
         "--input_format=csv",
         f"--output_folder={output}",
         "--output_format=webdataset",
         f"--number_sample_per_shard={PER_SHARD}",
         "--processes_count=2",
         "--thread_count=2",
+        "--timeout=600",  # the gated rows wait for the test, never for a read timeout
         f"--tmp_dir={tmp_path / 'work'}",
     )
     process = start(command, run_env(), tmp_path / "log")
@@ -189,11 +202,25 @@ def test_cli_interrupted_with_ctrl_c_keeps_finished_shards(tmp_path: Path, media
         assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    deadline = time.monotonic() + 60
+    try:
+        while sigint_pending(process.pid):
+            assert time.monotonic() < deadline, "the run never took SIGINT"
+            time.sleep(0.01)
+    finally:
+        media_server.open_gate(gate)
+    assert process.wait(timeout=120) == 130, (tmp_path / "log").read_text()
     assert "run the same command to resume" in (tmp_path / "log").read_text()
     check_finished_shards(output, "webdataset")
     run_to_end(command, run_env())
     check_dataset(output, ALL_KEYS, "webdataset")
+
+
+def sigint_pending(pid: int) -> bool:
+    """Whether SIGINT is still queued for process ``pid`` (not yet taken by its signal handler)."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    pending = int(status["ShdPnd"], 16) | int(status["SigPnd"], 16)
+    return bool(pending & (1 << (signal.SIGINT - 1)))
 
 
 def dagster_dataset(folder: Path, server: MediaServer, work: Path) -> Path:

@@ -12,10 +12,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 import yaml
+import yt_dlp.version
 
 from tests.helpers import stats, write_csv
 from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
+from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.testing.server import MediaServer
 from v2d_dagster.factory import build_definitions
 from v2d_dagster.spec import load_dataset, load_datasets
@@ -237,6 +239,8 @@ def test_one_partition_writes_what_the_cli_writes_for_that_shard(datasets: Path,
     assert metadata["failures_by_status"] == {"failed_to_download": 0, "failed_to_subsample": 0}
     assert metadata["bytes"] > 0 and metadata["seconds"] > 0 and metadata["videos_per_second"] > 0
     assert metadata["output_path"] == str(dagster_out / "00001")
+    assert metadata["environment"]["ffmpeg"]["path"] == ffmpeg_exe()  # v2d-doctor's facts for the run
+    assert metadata["environment"]["yt_dlp"]["version"] == yt_dlp.version.__version__
     assert {(c.check_name, c.partition, c.passed) for c in events(result, "ASSET_CHECK_EVALUATION")} == {
         (name, "00001", True) for name in CHECKS
     }

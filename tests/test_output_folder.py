@@ -54,7 +54,11 @@ def test_an_output_folder_that_is_a_file_is_a_clear_error(tmp_path: Path, media_
     target.write_text("not a folder")
     done = run_cli(f"--url_list={source}", "--input_format=csv", f"--output_folder={target}")
     assert done.returncode == 2
-    assert done.stderr.strip() == f"video2dataset: error: output_folder {target} is a file, not a folder"
+    assert (
+        done.stderr.splitlines()[-1]
+        == f"video2dataset: error: output_folder {target} is a file, not a folder"
+    )
+    assert "Traceback" not in done.stderr
     assert target.read_text() == "not a folder"
 
 

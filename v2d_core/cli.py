@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import signal
 import sys
 import traceback
@@ -37,8 +38,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``video2dataset`` console script."""
+    """Entry point of the ``video2dataset`` console script; v2d's log goes to stderr."""
     signal.signal(signal.SIGTERM, _terminate)
+    log_to_stderr()
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:
@@ -53,6 +55,15 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(128 + signal.SIGTERM if isinstance(interruption, Terminated) else 130)
+
+
+def log_to_stderr(prefix: str = "video2dataset") -> None:
+    """v2d's own log lines (the run's environment first) on stderr, prefixed like its errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    logger = logging.getLogger("v2d_core")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

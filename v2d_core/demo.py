@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from v2d_core.api import video2dataset
+from v2d_core.cli import log_to_stderr
 from v2d_core.summary import summary_lines
 from v2d_core.testing.media import make_videos
 from v2d_core.testing.server import MediaServer
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--output_format", default="webdataset")
     args = parser.parse_args(argv)
+    log_to_stderr("v2d-demo")
     with tempfile.TemporaryDirectory(prefix="v2d-demo-") as tmp:
         videos = make_videos(Path(tmp) / "media", args.videos, seconds=2.0, width=320, height=240)
         with MediaServer(Path(tmp) / "media") as server:

@@ -17,6 +17,7 @@ from multiprocessing.queues import Queue
 
 import fsspec.config
 
+from v2d_core.doctor import log_environment
 from v2d_core.job import JobConfig
 from v2d_core.lifetime import watch_main_process
 from v2d_core.output_lock import LOCK_NAME, output_lock
@@ -64,6 +65,7 @@ def run_job(
     With ``incremental_mode="retry_failed"``, done shards with transient failures are retried too.
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
+    log_environment(job.config.reading)  # an unusable ffmpeg stops the run before the folder is made
     with output_lock(job.output_folder):
         return _run_locked(job, show_progress, observer)
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import dagster as dg
 
+from v2d_core.config import ReadingConfig
+from v2d_core.doctor import environment_facts, fact_lines
 from v2d_core.figures import Figures
 from v2d_core.redact import redact_text
 from v2d_core.shards import ShardStats
@@ -35,3 +37,18 @@ def _error_table(errors: list[tuple[str, int]]) -> str:
     for message, count in errors:
         lines.append(f"| {count} | {message.replace('|', '/').replace(chr(10), ' ')[:300]} |")
     return "\n".join(lines)
+
+
+def environment_metadata(context: dg.AssetExecutionContext, reading: ReadingConfig) -> dg.MetadataValue:
+    """v2d-doctor's facts for this run: logged in the run's log, returned as json metadata.
+
+    A run without a usable ffmpeg fails here, before any shard starts.
+    """
+    facts = environment_facts(reading)
+    for line in fact_lines(facts):
+        context.log.info(line)
+    for warning in facts["warnings"]:
+        context.log.warning(warning)
+    if "error" in facts["ffmpeg"]:
+        raise dg.Failure(description=facts["ffmpeg"]["error"], allow_retries=False)
+    return dg.MetadataValue.json(facts)

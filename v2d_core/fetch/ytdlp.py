@@ -11,6 +11,8 @@ progress hook), ``reading.max_duration`` (yt-dlp's ``match_filter``, before down
 and ``reading.fetch_deadline`` for the whole call: every connection goes through a
 :class:`~v2d_core.fetch.netguard.FetchGuard` (address guard and deadline, see
 :mod:`v2d_core.fetch.ytdlp_network`), which cuts them when the deadline passes.
+Every ``YoutubeDL`` gets the JavaScript runtime of :mod:`v2d_core.fetch.ytdlp_stack`
+(``js_runtimes``) and the ffmpeg of :mod:`v2d_core.ffmpeg_binary`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
 from v2d_core.fetch.ytdlp_network import ByteLimit, GuardedYoutubeDL, remember_secrets
+from v2d_core.fetch.ytdlp_stack import js_runtimes
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.redact import redact_mapping, redact_text
 
@@ -120,7 +123,7 @@ class YtDlpFetcher(Fetcher):
         with FetchGuard(self._policy, deadline) as guard:
             try:
                 limit = ByteLimit(self._reading.max_file_size)
-                with GuardedYoutubeDL(self._params(folder), guard=guard, limit=limit) as ydl:
+                with GuardedYoutubeDL(self.ytdl_params(folder), guard=guard, limit=limit) as ydl:
                     info = _single_entry(ydl.extract_info(url, download=True))
                     result = info, self._metadata(ydl, info)
             except yt_dlp.utils.YoutubeDLError as error:
@@ -138,7 +141,8 @@ class YtDlpFetcher(Fetcher):
             raise RefusedUrlError(guard.refusal)
         raise YtDlpError(message, transient=transient)
 
-    def _params(self, folder: Path) -> dict[str, Any]:
+    def ytdl_params(self, folder: Path) -> dict[str, Any]:
+        """The options of the YoutubeDL that fetches into ``folder``."""
         yt_args = self._reading.yt_args
         params: dict[str, Any] = {
             "quiet": True,
@@ -157,6 +161,7 @@ class YtDlpFetcher(Fetcher):
             "socket_timeout": self._reading.timeout,
             "progress_hooks": [functools.partial(_check_size, limit=self._reading.max_file_size)],
             "ffmpeg_location": ffmpeg_exe(),
+            "js_runtimes": js_runtimes(),
         }
         if self._reading.max_duration is not None:
             params["match_filter"] = functools.partial(_check_duration, limit=self._reading.max_duration)

@@ -5,6 +5,7 @@ Routes (``name`` is a file under the served folder):
 - ``/files/{name}``            the file, with Content-Length
 - ``/status/{code}/{name}``    always answers ``code``
 - ``/delay/{s}/{name}``       the file after waiting ``s`` seconds (a slow origin)
+- ``/gate/{gate}/{name}``      the file once the test calls ``open_gate(gate)``
 - ``/flaky/{n}/{name}``        answers 503 the first ``n`` times for this path, then the file
 - ``/stall/{name}``            sends headers, then no body until the client gives up
 - ``/trickle/{name}``          sends headers, then the body one byte a second
@@ -41,6 +42,7 @@ from typing import Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 STALL_LIMIT_SECONDS = 30.0
+GATE_LIMIT_SECONDS = 600.0
 
 
 SIGNATURE = "s1gn4ture-Of-This-Url"  # the ``signed`` route's query signature
@@ -98,6 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route_delay(self, rest: str) -> None:
         seconds, _, name = rest.partition("/")
         if not self.server.stopping.wait(float(seconds)):
+            self._route_files(name)
+
+    def _route_gate(self, rest: str) -> None:
+        gate, _, name = rest.partition("/")
+        if self.server.gate(gate).wait(GATE_LIMIT_SECONDS) and not self.server.stopping.is_set():
             self._route_files(name)
 
     def _route_flaky(self, rest: str) -> None:
@@ -260,6 +267,12 @@ class _Server(ThreadingHTTPServer):
         self.active: Counter[str] = Counter()  # by route: requests being answered now
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.gates: dict[str, threading.Event] = {}
+
+    def gate(self, name: str) -> threading.Event:
+        """The event that ``/gate/{name}/...`` requests wait for."""
+        with self.lock:
+            return self.gates.setdefault(name, threading.Event())
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Clients that hang up (timeouts, killed runs) are expected here; stay quiet."""
@@ -300,12 +313,20 @@ class MediaServer:
         with self._server.lock:
             return self._server.active[route]
 
+    def open_gate(self, gate: str) -> None:
+        """Let every request of ``/gate/{gate}/...``, waiting or to come, through."""
+        self._server.gate(gate).set()
+
     def start(self) -> Self:
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._server.stopping.set()
+        with self._server.lock:
+            gates = list(self._server.gates.values())
+        for event in gates:
+            event.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

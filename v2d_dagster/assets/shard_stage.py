@@ -31,7 +31,7 @@ from v2d_core.shards import ShardLayout, ShardStats
 from v2d_core.shards.reader import ShardReader
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
-from v2d_dagster.metadata import shard_metadata
+from v2d_dagster.metadata import environment_metadata, shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
 from v2d_dagster.shard_checks import CHECK_NAMES, shard_check_evaluations
 from v2d_dagster.spec import DatasetSpec, stage_version
@@ -142,9 +142,10 @@ def build_shard_stage(
         run_job = config.apply(job)
         specs = shard_specs(resolve, run_job, context.partition_keys)
         if key in context.selected_asset_keys:
+            environment = environment_metadata(context, run_job.config.reading)
             for partition, stats in run_stage(context, specs, run_job).items():
                 context.add_asset_metadata(
-                    shard_metadata(stats, _data_path(run_job, partition)),
+                    {**shard_metadata(stats, _data_path(run_job, partition)), "environment": environment},
                     asset_key=key,
                     partition_key=partition,
                 )
