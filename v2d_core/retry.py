@@ -69,13 +69,14 @@ def retry_shard(shard_id: int, job: JobConfig, on_sample: SampleCallback | None 
         return _result_from_stats(shard_id, _read_stats(job, name), [])
     retried = status.filter(pc.fill_null(status.column(TRANSIENT_COLUMN), False))
     result = _result_from_stats(shard_id, _read_stats(job, name), retried.to_pylist())
+    result.proxy = job.config.reading.yt_args.proxy_for_shard(shard_id)
     if retried.num_rows == 0:
         return result
     input_schema = pa.schema(list(status.schema)[: status.schema.get_field_index("key")])
     samples = [_sample(row, input_schema) for row in retried.to_pylist()]
 
     def source(tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
-        return input_schema, fetch_samples(samples, job, tmp)
+        return input_schema, fetch_samples(samples, job, tmp, shard_id)
 
     def keep(writer: ShardWriter, tmp: str) -> None:
         _keep_rows(job, name, status, writer, Path(tmp))
@@ -100,6 +101,7 @@ def _result_from_stats(shard_id: int, stats: dict[str, Any], retried: list[dict[
         start_time=stats["start_time"],
         end_time=stats["end_time"],
         status_dict=Counter(stats["status_dict"]),
+        proxy_failures=Counter(stats.get("proxy_failures", {})),
     )
     for row in retried:
         if row["status"] == Status.FAILED_TO_DOWNLOAD:

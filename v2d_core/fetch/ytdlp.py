@@ -11,6 +11,10 @@ progress hook), ``reading.max_duration`` (yt-dlp's ``match_filter``, before down
 and ``reading.fetch_deadline`` for the whole call: every connection goes through a
 :class:`~v2d_core.fetch.netguard.FetchGuard` (address guard and deadline, see
 :mod:`v2d_core.fetch.ytdlp_network`), which cuts them when the deadline passes.
+Politeness: a fetch holds one slot of its page's host (:mod:`v2d_core.fetch.politeness`), and
+``reading.per_host_rate`` sets yt-dlp's ``sleep_interval_requests``. The shard's proxy, the
+cookies (``cookiefile``, ``cookies_from_browser``) and ``extractor_args`` (player clients, PO
+tokens) are passed to every ``YoutubeDL``; plugins installed in the environment load as usual.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import logging
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yt_dlp
+import yt_dlp.cookies
 import yt_dlp.networking.exceptions
 import yt_dlp.utils
 
@@ -40,6 +46,7 @@ from v2d_core.errors import (
 from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
+from v2d_core.fetch.politeness import Limits, polite
 from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL, remember_secrets
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.redact import redact_mapping, redact_text
@@ -57,6 +64,9 @@ DROPPED_INFO_KEYS = (
 SECRET_INFO_KEYS = frozenset({"cookies", "http_headers"})  # yt-dlp puts cookie values in "cookies"
 NOT_YTDLP_KEYS = frozenset({"get_info", "writealllangs"})
 OUTPUT_TEMPLATE = "media.f%(format_id)s.%(ext)s"
+BROWSER_SPEC = re.compile(
+    r"(?P<browser>[^+:]+)(?:\+(?P<keyring>[^:]+))?(?::(?!:)(?P<profile>.*?))?(?:::(?P<container>.+))?"
+)
 
 
 def video_selector(download_size: int) -> str:
@@ -88,7 +98,9 @@ def format_selector(yt_args: YtArgs, encode_formats: Mapping[str, str]) -> str:
 class YtDlpFetcher(Fetcher):
     """Downloads what yt-dlp finds at a page url; safe to call from many threads."""
 
-    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
+    def __init__(
+        self, reading: ReadingConfig, encode_formats: Mapping[str, str], proxy: str | None = None
+    ) -> None:
         reserved = sorted(RESERVED_OPTIONS & set(reading.yt_args.ytdl_options))
         if reserved:
             raise ConfigError(
@@ -103,6 +115,10 @@ class YtDlpFetcher(Fetcher):
         self._encode_formats = dict(encode_formats)
         self._metadata_args = dict(reading.yt_args.yt_metadata_args or {})
         self._policy = AddressPolicy.from_reading(reading)
+        self._limits = Limits.from_reading(reading)
+        self._proxy = proxy
+        spec = reading.yt_args.cookies_from_browser
+        self._browser = browser_cookies(spec) if spec is not None else None
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url`` with yt-dlp into a fresh folder under ``workdir``."""
@@ -124,7 +140,10 @@ class YtDlpFetcher(Fetcher):
         """One extract_info call under the fetch's guard: the downloaded video's info and our metadata."""
         deadline = self._reading.fetch_deadline
         late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
-        with FetchGuard(self._policy, deadline) as guard:
+        with (
+            polite(url, self._limits, time.monotonic() + deadline),
+            FetchGuard(self._policy, deadline) as guard,
+        ):
             try:
                 with GuardedYoutubeDL(self._params(folder), guard=guard) as ydl:
                     info = _single_entry(ydl.extract_info(url, download=True))
@@ -166,7 +185,14 @@ class YtDlpFetcher(Fetcher):
         }
         if self._reading.max_duration is not None:
             params["match_filter"] = functools.partial(_check_duration, limit=self._reading.max_duration)
-        optional = {"cookiefile": yt_args.cookiefile, "proxy": yt_args.proxy}
+        rate = self._reading.per_host_rate
+        optional = {
+            "cookiefile": yt_args.cookiefile,
+            "cookiesfrombrowser": self._browser,
+            "proxy": self._proxy,
+            "extractor_args": yt_args.extractor_args or None,
+            "sleep_interval_requests": 1.0 / rate if rate else None,
+        }
         params.update({key: value for key, value in optional.items() if value is not None})
         if self._metadata_args:
             params["subtitlesformat"] = "vtt"
@@ -185,6 +211,25 @@ class YtDlpFetcher(Fetcher):
         subtitles = _subtitles(ydl, info, bool(args.get("writealllangs"))) if _wants_subtitles(args) else None
         trimmed = trim_info(info) if args.get("get_info") else None
         return {"yt_meta_dict": {"info": trimmed, "subtitles": subtitles}}
+
+
+def browser_cookies(spec: str) -> tuple[str, str | None, str | None, str | None]:
+    """yt-dlp's ``cookiesfrombrowser`` from ``BROWSER[+KEYRING][:PROFILE][::CONTAINER]``; ConfigError
+    naming the supported browsers and keyrings when it is not one."""
+    match = BROWSER_SPEC.fullmatch(spec.strip())
+    if match is not None:
+        browser = match["browser"].strip().lower()
+        keyring = match["keyring"].strip().upper() if match["keyring"] else None
+        if browser in yt_dlp.cookies.SUPPORTED_BROWSERS and keyring in (
+            None,
+            *yt_dlp.cookies.SUPPORTED_KEYRINGS,
+        ):
+            return browser, match["profile"] or None, keyring, match["container"] or None
+    raise ConfigError(
+        f"reading.yt_args.cookies_from_browser {spec!r} is not BROWSER[+KEYRING][:PROFILE][::CONTAINER] "
+        f"with a browser of {', '.join(sorted(yt_dlp.cookies.SUPPORTED_BROWSERS))} and a keyring of "
+        f"{', '.join(sorted(yt_dlp.cookies.SUPPORTED_KEYRINGS))}"
+    )
 
 
 class _Logger:
