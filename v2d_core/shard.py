@@ -85,7 +85,8 @@ class ShardResult:
         stats["duration"] = self.duration
         stats["status_dict"] = dict(self.status_dict)
         if self.proxy is not None or self.proxy_failures:
-            stats["proxy_failures"] = dict(self.proxy_failures)
+            current = {redact_text(self.proxy): 0} if self.proxy is not None else {}
+            stats["proxy_failures"] = {**current, **self.proxy_failures}
         return stats
 
 

@@ -49,7 +49,7 @@ from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
 from v2d_core.fetch.politeness import Limits, polite
 from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL, remember_secrets
 from v2d_core.ffmpeg_binary import ffmpeg_exe
-from v2d_core.redact import redact_mapping, redact_text
+from v2d_core.redact import redact_mapping, redact_text, remember
 
 LOGGER = logging.getLogger(__name__)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -146,6 +146,8 @@ class YtDlpFetcher(Fetcher):
         ):
             try:
                 with GuardedYoutubeDL(self._params(folder), guard=guard) as ydl:
+                    if self._browser is not None:  # the browser's cookies stay out of messages too
+                        remember(cookie.value for cookie in ydl.cookiejar)
                     info = _single_entry(ydl.extract_info(url, download=True))
                     result = info, self._metadata(ydl, info)
             except yt_dlp.utils.YoutubeDLError as error:

@@ -25,6 +25,8 @@ Routes (``name`` is a file under the served folder):
 - ``/retryafter/{n}/{value}/{name}``  429 with ``Retry-After: {value}`` (percent-encoded) the first ``n``
                                times for this path, then the file
 - ``/hold/{name}``             the file once :meth:`MediaServer.release` is called (a stalled host)
+- ``/needcookie/{cookie}/{name}``  the file if the request's ``Cookie`` header has ``{cookie}``
+                               (percent-encoded ``name=value``), else 403
 
 Every request is also counted by its ``Host`` header: how many run at once, at most
 (:meth:`MediaServer.most_concurrent`), and when each path was asked (:meth:`MediaServer.times`).
@@ -124,6 +126,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._too_many(unquote(value))
         else:
             self._route_files(name)
+
+    def _route_needcookie(self, rest: str) -> None:
+        cookie, _, name = rest.partition("/")
+        sent = [part.strip() for part in self.headers.get("Cookie", "").split(";")]
+        if unquote(cookie) in sent:
+            self._route_files(name)
+        else:
+            self._send(403, b"sign in first", "text/plain")
 
     def _route_hold(self, name: str) -> None:
         self.server.released.wait(STALL_LIMIT_SECONDS)
