@@ -42,10 +42,16 @@ def host_names(server: MediaServer) -> list[str]:
 
 
 def test_per_host_connections_is_never_exceeded(tmp_path: Path, servers: list[MediaServer]) -> None:
-    """Three hosts that answer 429 above two concurrent requests; eight fetch threads, limit 2."""
+    """Three hosts that answer 429 above two concurrent requests; eight fetch threads, limit 2;
+    direct files and pages for yt-dlp whose video is on the same host."""
     tag = uuid.uuid4().hex
     hosts = host_names(servers[0]) + host_names(servers[1])[:1]
-    urls = [f"{host}/limited/2/0.2/video_000{i % 4}.mp4?{tag}{i}" for i in range(8) for host in hosts]
+    urls = [f"{host}/limited/2/0.2/video_000{i % 4}.mp4?{tag}{i}" for i in range(6) for host in hosts]
+    urls += [
+        f"{host}/embedurl?src={quote(f'{host}/limited/2/0.2/video_0001.mp4?{tag}p{i}', safe='')}"
+        for i in range(3)
+        for host in hosts
+    ]
     source = write_csv(tmp_path / "urls.csv", [{"url": url} for url in urls])
     video2dataset(
         url_list=str(source),

@@ -18,10 +18,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import yaml
 
 from tests.helpers import stats, status_rows, write_csv
 from v2d_core import video2dataset
-from v2d_core.config import ReadingConfig, YtArgs
+from v2d_core.config import Config, ReadingConfig, YtArgs
 from v2d_core.errors import ConfigError, YtDlpError
 from v2d_core.fetch import make_fetcher
 from v2d_core.testing.proxy import ForwardingProxy
@@ -229,3 +230,15 @@ def test_extractor_args_and_proxies_are_checked_when_read() -> None:
         YtArgs(proxy=[])
     with pytest.raises(ConfigError, match="extractor_args"):
         YtArgs(extractor_args={"youtube": ["player_client=mweb"]})
+
+
+def test_the_readme_youtube_recipe_is_a_valid_config() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## YouTube\n", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = Config.from_mapping(yaml.safe_load(block))
+    yt_args = config.reading.yt_args
+    assert yt_args.proxy_for_shard(1) == "http://user:password@proxy-b.example:3128"
+    assert yt_args.extractor_args["youtube"]["player_client"] == ["mweb"]
+    assert config.reading.per_host_rate == 1
+    make_fetcher(config.reading, VIDEO)  # the browser name and proxies are accepted
