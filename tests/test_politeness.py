@@ -18,9 +18,9 @@ import pytest
 from tests.helpers import status_rows, write_csv
 from v2d_core import video2dataset
 from v2d_core.config import Config, ReadingConfig
-from v2d_core.errors import ConfigError, FetchError, HTTPStatusError
-from v2d_core.fetch import make_fetcher
-from v2d_core.fetch.politeness import retry_after
+from v2d_core.errors import ConfigError, FetchError, FetchTimeoutError, HTTPStatusError
+from v2d_core.fetch import make_fetcher, politeness
+from v2d_core.fetch.politeness import Limits, hold_off, host_key, polite, retry_after
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.shard import fetch_samples
@@ -142,6 +142,23 @@ def test_retry_after_past_the_deadline_fails_the_row_transiently(
         make_fetcher(reading, VIDEO).fetch(url, tmp_path)
     assert caught.value.transient
     assert media_server.hits(url) == 1
+
+
+def test_idle_hosts_are_forgotten_and_held_off_ones_remembered() -> None:
+    """A process fetching from a million hosts keeps entries only for those in use or held off."""
+    limits = Limits(connections=2)
+    url = f"http://{uuid.uuid4().hex}.example:8080/video.mp4"
+    with polite(url, limits, time.monotonic() + 5):
+        assert (host_key(url), limits) in politeness._hosts
+    assert (host_key(url), limits) not in politeness._hosts
+    hold_off(url, limits, 3600)
+    assert (host_key(url), limits) in politeness._hosts
+    with (
+        pytest.raises(FetchTimeoutError, match="past the fetch deadline"),
+        polite(url, limits, time.monotonic() + 5),
+    ):
+        pass
+    assert (host_key(url), limits) in politeness._hosts
 
 
 def test_retry_after_header_values() -> None:

@@ -44,6 +44,7 @@ class _Host:
     """One host's in-flight slots and the time its next request may start."""
 
     def __init__(self, limits: Limits) -> None:
+        self.users = 0  # fetches holding or waiting for a slot; under _hosts_lock
         self.slots = threading.BoundedSemaphore(limits.connections)
         self.interval = 1.0 / limits.rate if limits.rate else 0.0
         self.next_start = 0.0  # time.monotonic()
@@ -61,8 +62,9 @@ class _Host:
             self.next_start = max(self.next_start, until)
 
 
+# Entries of idle hosts are dropped (see _leave): a url list of a million hosts keeps only the busy ones.
 _hosts: dict[tuple[str, Limits], _Host] = {}
-_hosts_lock = threading.Lock()
+_hosts_lock = threading.RLock()
 
 
 def host_key(url: str | None) -> str:
@@ -75,13 +77,22 @@ def host_key(url: str | None) -> str:
     return f"{parts.hostname or ''}:{port}" if parts.hostname else ""
 
 
-def _host(url: str, limits: Limits) -> _Host:
-    key = (host_key(url), limits)
+def _host(key: tuple[str, Limits], users: int = 0) -> _Host:
+    """The entry of ``key``, created if needed, with ``users`` more users."""
     with _hosts_lock:
         host = _hosts.get(key)
         if host is None:
-            host = _hosts[key] = _Host(limits)
+            host = _hosts[key] = _Host(key[1])
+        host.users += users
         return host
+
+
+def _leave(key: tuple[str, Limits], host: _Host) -> None:
+    """One user fewer; forget the host when nobody uses it and its next start time has passed."""
+    with _hosts_lock:
+        host.users -= 1
+        if host.users == 0 and host.next_start <= time.monotonic():
+            _hosts.pop(key, None)
 
 
 @contextlib.contextmanager
@@ -90,22 +101,27 @@ def polite(url: str, limits: Limits, deadline: float) -> Iterator[None]:
 
     ``deadline`` (monotonic) bounds the wait: past it, :class:`FetchTimeoutError`.
     """
-    host = _host(url, limits)
-    if not host.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        raise FetchTimeoutError(f"no free connection to {host_key(url)} before the fetch deadline")
+    key = (host_key(url), limits)
+    host = _host(key, users=1)
     try:
-        start = host.turn()
-        if start > deadline:
-            raise FetchTimeoutError(f"{host_key(url)} asked to wait past the fetch deadline")
-        time.sleep(max(0.0, start - time.monotonic()))
-        yield
+        if not host.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise FetchTimeoutError(f"no free connection to {key[0]} before the fetch deadline")
+        try:
+            start = host.turn()
+            if start > deadline:
+                raise FetchTimeoutError(f"{key[0]} asked to wait past the fetch deadline")
+            time.sleep(max(0.0, start - time.monotonic()))
+            yield
+        finally:
+            host.slots.release()
     finally:
-        host.slots.release()
+        _leave(key, host)
 
 
 def hold_off(url: str, limits: Limits, seconds: float) -> None:
     """No request to ``url``'s host starts in the next ``seconds`` (a server's ``Retry-After``)."""
-    _host(url, limits).hold_off(time.monotonic() + seconds)
+    with _hosts_lock:  # not dropped as idle between its creation and the hold-off
+        _host((host_key(url), limits)).hold_off(time.monotonic() + seconds)
 
 
 def retry_after(value: str | None) -> float | None:

@@ -140,9 +140,10 @@ class YtDlpFetcher(Fetcher):
         """One extract_info call under the fetch's guard: the downloaded video's info and our metadata."""
         deadline = self._reading.fetch_deadline
         late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
+        end = time.monotonic() + deadline
         with (
-            polite(url, self._limits, time.monotonic() + deadline),
-            FetchGuard(self._policy, deadline) as guard,
+            polite(url, self._limits, end),  # the wait for the host counts toward the deadline
+            FetchGuard(self._policy, max(0.0, end - time.monotonic())) as guard,
         ):
             try:
                 with GuardedYoutubeDL(self._params(folder), guard=guard) as ydl:
