@@ -28,8 +28,9 @@ def make_fetcher(reading: ReadingConfig, encode_formats: Mapping[str, str], shar
     """The fetcher of shard ``shard_id`` (its proxy); results hold the modalities of ``encode_formats``."""
     if not any(kind in encode_formats for kind in MODALITIES):
         raise ConfigError(f"encode_formats {dict(encode_formats)!r} asks for neither video nor audio")
-    proxy = reading.yt_args.proxy_for_shard(shard_id)
-    return _Router(HttpFetcher(reading, encode_formats, proxy), YtDlpFetcher(reading, encode_formats, proxy))
+    return _Router(
+        HttpFetcher(reading, encode_formats, shard_id), YtDlpFetcher(reading, encode_formats, shard_id)
+    )
 
 
 def check_url(url: object) -> str:

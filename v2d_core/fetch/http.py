@@ -65,15 +65,15 @@ def direct_media_extension(url: str) -> str | None:
 
 
 class HttpFetcher(Fetcher):
-    """Downloads a direct media url into ``workdir``; safe to call from many threads at once."""
+    """Downloads a direct media url into ``workdir`` (through shard ``shard_id``'s proxy, if any);
+    safe to call from many threads at once."""
 
-    def __init__(
-        self, reading: ReadingConfig, encode_formats: Mapping[str, str], proxy: str | None = None
-    ) -> None:
+    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str], shard_id: int = 0) -> None:
         self._reading = reading
         self._encode_formats = dict(encode_formats)
         self._policy = AddressPolicy.from_reading(reading)
         self._limits = Limits.from_reading(reading)
+        proxy = reading.yt_args.proxy_for_shard(shard_id)
         self._proxies = {"http": proxy, "https": proxy} if proxy else {}
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:

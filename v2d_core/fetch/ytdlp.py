@@ -96,11 +96,10 @@ def format_selector(yt_args: YtArgs, encode_formats: Mapping[str, str]) -> str:
 
 
 class YtDlpFetcher(Fetcher):
-    """Downloads what yt-dlp finds at a page url; safe to call from many threads."""
+    """Downloads what yt-dlp finds at a page url (through shard ``shard_id``'s proxy, if any); safe to
+    call from many threads."""
 
-    def __init__(
-        self, reading: ReadingConfig, encode_formats: Mapping[str, str], proxy: str | None = None
-    ) -> None:
+    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str], shard_id: int = 0) -> None:
         reserved = sorted(RESERVED_OPTIONS & set(reading.yt_args.ytdl_options))
         if reserved:
             raise ConfigError(
@@ -116,7 +115,7 @@ class YtDlpFetcher(Fetcher):
         self._metadata_args = dict(reading.yt_args.yt_metadata_args or {})
         self._policy = AddressPolicy.from_reading(reading)
         self._limits = Limits.from_reading(reading)
-        self._proxy = proxy
+        self._proxy = reading.yt_args.proxy_for_shard(shard_id)
         spec = reading.yt_args.cookies_from_browser
         self._browser = browser_cookies(spec) if spec is not None else None
 
