@@ -105,7 +105,7 @@ class HttpFetcher(Fetcher):
                     limit = min(BODY_DEADLINE_FACTOR * self._reading.timeout, deadline - time.monotonic())
                     return self._attempt(url, target, limit)
             except FetchError as error:
-                asked = getattr(error, "retry_after", None)
+                asked = error.retry_after if isinstance(error, HTTPStatusError) else None
                 if asked is not None:  # the server asked every client to wait, not only this thread
                     hold_off(url, self._limits, asked)
                 if not error.transient or attempt >= self._reading.retries:
