@@ -17,8 +17,8 @@ import pytest
 
 from tests.helpers import status_rows, write_csv
 from v2d_core import video2dataset
-from v2d_core.config import Config, ReadingConfig
-from v2d_core.errors import ConfigError, FetchError, FetchTimeoutError, HTTPStatusError
+from v2d_core.config import Config, ReadingConfig, YtArgs
+from v2d_core.errors import ConfigError, FetchError, FetchTimeoutError, HTTPStatusError, YtDlpError
 from v2d_core.fetch import make_fetcher, politeness
 from v2d_core.fetch.politeness import Limits, hold_off, host_key, polite, retry_after
 from v2d_core.job import JobConfig
@@ -131,6 +131,22 @@ def test_retry_after_is_waited_before_the_next_attempt(
     # Lower bounds only: a loaded machine can make the wait longer, never shorter.
     earliest = clock + (when - wall) if as_date else first + 1.0
     assert second >= earliest - 0.01
+
+
+def test_a_429_that_ends_a_yt_dlp_fetch_holds_the_host_off_for_other_fetches(
+    media_server: MediaServer, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex
+    refused = media_server.url("retryafter/99/2", f"video_0000.mp4?{tag}")
+    fetcher = make_fetcher(ReadingConfig(retries=0, yt_args=YtArgs(retries=0)), VIDEO)
+    with pytest.raises(YtDlpError, match="429") as caught:
+        fetcher.fetch(media_server.embed_url(refused), tmp_path)
+    assert caught.value.transient
+    answered = media_server.times(refused)[-1]
+    after = media_server.url("files", f"video_0001.mp4?{tag}")
+    fetcher.fetch(after, tmp_path)
+    # A lower bound only: the next request to that host waited for the two seconds asked.
+    assert media_server.times(after)[0] >= answered + 2.0
 
 
 def test_retry_after_past_the_deadline_fails_the_row_transiently(

@@ -11,8 +11,9 @@ progress hook), ``reading.max_duration`` (yt-dlp's ``match_filter``, before down
 and ``reading.fetch_deadline`` for the whole call: every connection goes through a
 :class:`~v2d_core.fetch.netguard.FetchGuard` (address guard and deadline, see
 :mod:`v2d_core.fetch.ytdlp_network`), which cuts them when the deadline passes.
-Politeness: a fetch holds one slot of its page's host (:mod:`v2d_core.fetch.politeness`), and
-``reading.per_host_rate`` sets yt-dlp's ``sleep_interval_requests``. The shard's proxy, the
+Politeness: a fetch holds one slot of its page's host (:mod:`v2d_core.fetch.politeness`),
+``reading.per_host_rate`` sets yt-dlp's ``sleep_interval_requests``, and a 429/503 with
+``Retry-After`` that ends a fetch holds its host off for every thread. The shard's proxy, the
 cookies (``cookiefile``, ``cookies_from_browser``) and ``extractor_args`` (player clients, PO
 tokens) are passed to every ``YoutubeDL``; plugins installed in the environment load as usual.
 """
@@ -46,7 +47,7 @@ from v2d_core.errors import (
 from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
-from v2d_core.fetch.politeness import Limits, polite
+from v2d_core.fetch.politeness import Limits, hold_off, polite, retry_after
 from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL, remember_secrets
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.redact import redact_mapping, redact_text, remember
@@ -152,6 +153,7 @@ class YtDlpFetcher(Fetcher):
                     result = info, self._metadata(ydl, info)
             except yt_dlp.utils.YoutubeDLError as error:
                 causes = _causes(error)
+                _hold_off_when_asked(causes, self._limits)
                 _close_responses(causes)
                 message, transient = _clean_message(error), any(map(_is_transient, causes))
             else:
@@ -268,6 +270,15 @@ def _causes(error: BaseException) -> list[BaseException]:
         pending.append(exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None)
         pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
     return list(found.values())
+
+
+def _hold_off_when_asked(causes: list[BaseException], limits: Limits) -> None:
+    """A 429 or 503 with ``Retry-After`` that ended the fetch holds every thread off its host too."""
+    for cause in causes:
+        if isinstance(cause, yt_dlp.networking.exceptions.HTTPError) and cause.status in (429, 503):
+            asked = retry_after(cause.response.headers.get("Retry-After"))
+            if asked is not None:
+                hold_off(cause.response.url, limits, asked)
 
 
 def _close_responses(causes: list[BaseException]) -> None:
