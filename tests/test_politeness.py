@@ -118,8 +118,9 @@ def test_a_429_is_a_transient_row_that_retry_failed_fetches_again(
 
 @pytest.mark.parametrize("as_date", [False, True], ids=["seconds", "http-date"])
 def test_retry_after_is_waited_before_the_next_attempt(
-    media_server: MediaServer, media_dir: Path, tmp_path: Path, as_date: bool
+    servers: list[MediaServer], media_dir: Path, tmp_path: Path, as_date: bool
 ) -> None:
+    media_server = servers[0]  # held off for seconds: not the session's shared server
     wall, clock = time.time(), time.monotonic()
     when = math.floor(wall) + 3  # an HTTP date has whole seconds
     value = email.utils.formatdate(when, usegmt=True) if as_date else "1"
@@ -134,8 +135,9 @@ def test_retry_after_is_waited_before_the_next_attempt(
 
 
 def test_a_429_that_ends_a_yt_dlp_fetch_holds_the_host_off_for_other_fetches(
-    media_server: MediaServer, tmp_path: Path
+    servers: list[MediaServer], tmp_path: Path
 ) -> None:
+    media_server = servers[0]  # held off for a while: not the session's shared server
     tag = uuid.uuid4().hex
     refused = media_server.url("retryafter/99/2", f"video_0000.mp4?{tag}")
     fetcher = make_fetcher(ReadingConfig(retries=0, yt_args=YtArgs(retries=0)), VIDEO)
@@ -150,14 +152,15 @@ def test_a_429_that_ends_a_yt_dlp_fetch_holds_the_host_off_for_other_fetches(
 
 
 def test_retry_after_past_the_deadline_fails_the_row_transiently(
-    media_server: MediaServer, tmp_path: Path
+    servers: list[MediaServer], tmp_path: Path
 ) -> None:
-    url = media_server.url("retryafter/5/3600", f"video_0002.mp4?{uuid.uuid4().hex}")
+    """(A server of its own: this one is held off for an hour in this process.)"""
+    url = servers[0].url("retryafter/5/3600", f"video_0002.mp4?{uuid.uuid4().hex}")
     reading = ReadingConfig(retries=3, fetch_deadline=30)
     with pytest.raises(FetchError) as caught:
         make_fetcher(reading, VIDEO).fetch(url, tmp_path)
     assert caught.value.transient
-    assert media_server.hits(url) == 1
+    assert servers[0].hits(url) == 1
 
 
 def test_idle_hosts_are_forgotten_and_held_off_ones_remembered() -> None:
