@@ -48,13 +48,20 @@ def _positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class YtArgs:
-    """yt-dlp options: video2dataset's three plus common pass-through ones."""
+    """yt-dlp options: video2dataset's three plus common pass-through ones.
+
+    ``proxy`` is one url or a list: shard ``n`` uses ``proxy[n % len(proxy)]``, for yt-dlp and
+    direct files alike. ``cookies_from_browser`` is yt-dlp's ``BROWSER[+KEYRING][:PROFILE][::CONTAINER]``;
+    ``extractor_args`` is yt-dlp's, e.g. ``{"youtube": {"player_client": ["mweb"]}}``.
+    """
 
     download_size: int = 360
     download_audio_rate: int = 44100
     yt_metadata_args: Mapping[str, Any] | None = None
     cookiefile: str | None = None
-    proxy: str | None = None
+    cookies_from_browser: str | None = None
+    proxy: str | Sequence[str] | None = None
+    extractor_args: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     format: str | None = None
     retries: int = 3
     ytdl_options: Mapping[str, Any] = field(default_factory=dict)
@@ -75,6 +82,15 @@ class YtArgs:
             raise ConfigError(
                 f"reading.yt_args.download_audio_rate must be >= 0, got {self.download_audio_rate}"
             )
+        object.__setattr__(self, "proxy", _proxies(self.proxy))
+        object.__setattr__(self, "extractor_args", _extractor_args(self.extractor_args))
+
+    def proxy_for_shard(self, shard_id: int) -> str | None:
+        """The proxy shard ``shard_id`` fetches through (the list rotates per shard), or None."""
+        proxies = self.proxy
+        if isinstance(proxies, str) or proxies is None:
+            return proxies
+        return proxies[shard_id % len(proxies)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,10 +171,19 @@ class ReadingConfig:
     allow_private_networks: bool = field(default_factory=private_networks_default)
     allowed_networks: Sequence[str] = ()
     disallowed_header_directives: Sequence[str] = DISALLOWED_HEADER_DIRECTIVES
+    per_host_connections: int = 4
+    per_host_rate: float | None = None
     sampler: Callable[[list[int]], list[int]] | None = None
 
     def __post_init__(self) -> None:
         _positive("reading.timeout", self.timeout)
+        if isinstance(self.per_host_connections, bool) or not isinstance(self.per_host_connections, int):
+            raise ConfigError(
+                f"reading.per_host_connections must be an integer, got {self.per_host_connections!r}"
+            )
+        _positive("reading.per_host_connections", self.per_host_connections)
+        if self.per_host_rate is not None:
+            _positive("reading.per_host_rate", self.per_host_rate)
         _positive("reading.connect_timeout", self.connect_timeout)
         _positive("reading.max_file_size", self.max_file_size)
         _positive("reading.max_subtitle_size", self.max_subtitle_size)
@@ -326,6 +351,28 @@ def _words(name: str, value: Any) -> list[str]:
     if not isinstance(value, Sequence) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{name} must be a list of strings, got {value!r}")
     return [item.strip() for item in value]
+
+
+def _proxies(value: Any) -> str | tuple[str, ...] | None:
+    """One proxy url, or a non-empty list of them (a tuple)."""
+    if value is None or isinstance(value, str):
+        return value
+    proxies = tuple(_words("reading.yt_args.proxy", value))
+    if not proxies:
+        raise ConfigError("reading.yt_args.proxy must be a url or a non-empty list of urls, got []")
+    return proxies
+
+
+def _extractor_args(value: Any) -> dict[str, dict[str, list[str]]]:
+    """yt-dlp's ``extractor_args`` shape: extractor -> argument -> list of strings (a string is one)."""
+    result: dict[str, dict[str, list[str]]] = {}
+    for extractor, arguments in _as_mapping("reading.yt_args.extractor_args", value).items():
+        name = f"reading.yt_args.extractor_args.{extractor}"
+        result[str(extractor).lower()] = {
+            str(key): [item] if isinstance(item, str) else _words(f"{name}.{key}", item)
+            for key, item in _as_mapping(name, arguments).items()
+        }
+    return result
 
 
 def _networks(value: Any) -> tuple[str, ...]:

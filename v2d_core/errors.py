@@ -77,11 +77,12 @@ class OptOutError(FetchError):
 
 
 class HTTPStatusError(FetchError):
-    """The server answered with an error status."""
+    """The server answered with an error status; ``retry_after``: the seconds its ``Retry-After`` asked."""
 
-    def __init__(self, message: str, status_code: int) -> None:
+    def __init__(self, message: str, status_code: int, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:  # type: ignore[override]

@@ -67,6 +67,7 @@ def retry_shard(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | Non
         return _result_from_stats(shard_id, reader.stats(), [])
     retried = status.filter(pc.fill_null(status.column(TRANSIENT_COLUMN), False))
     result = _result_from_stats(shard_id, reader.stats(), retried.to_pylist())
+    result.proxy = job.config.reading.yt_args.proxy_for_shard(shard_id)
     if retried.num_rows == 0:
         return result
     input_schema = pa.schema(list(status.schema)[: status.schema.get_field_index("key")])
@@ -74,7 +75,7 @@ def retry_shard(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | Non
     samples = [_sample(row, input_schema, urls) for row in retried.to_pylist()]
 
     def source(tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
-        return input_schema, fetch_samples(samples, job, tmp)
+        return input_schema, fetch_samples(samples, job, tmp, shard_id)
 
     def keep(writer: ShardWriter, tmp: str) -> None:
         _keep_rows(job, reader, status, writer, Path(tmp))

@@ -17,8 +17,10 @@ import pyarrow as pa
 from v2d_core.errors import describe, is_transient, raise_if_disk_full, status_for
 from v2d_core.fetch import FetchResult, check_url, make_fetcher
 from v2d_core.fetch.base import Fetcher
+from v2d_core.fetch.host_queue import HostQueue
 from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
+from v2d_core.redact import redact_text
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.shards import ShardStats
@@ -40,7 +42,11 @@ STATS_FIELDS = tuple(stat.name for stat in fields(ShardStats))
 
 @dataclass(slots=True)
 class ShardResult:
-    """What happened to one shard, counted as it happens; ``stats()`` is the record it commits."""
+    """What happened to one shard, counted as it happens; ``stats()`` is the record it commits.
+
+    With a proxy, ``proxy_failures`` counts the rows that failed to download through it (over
+    every run of the shard, retries included), by the proxy's url with credentials masked.
+    """
 
     shard_id: int
     count: int = 0
@@ -51,6 +57,8 @@ class ShardResult:
     start_time: float = field(default_factory=time.time)
     end_time: float = 0.0
     status_dict: Counter[str] = field(default_factory=Counter)
+    proxy: str | None = None
+    proxy_failures: Counter[str] = field(default_factory=Counter)
 
     def add(self, sample: Sample) -> None:
         """Count one input row by its final status (clips of a row count once, via the first)."""
@@ -61,19 +69,27 @@ class ShardResult:
             return
         if sample.status is Status.FAILED_TO_DOWNLOAD:
             self.failed_to_download += 1
+            if self.proxy is not None:
+                self.proxy_failures[redact_text(self.proxy)] += 1
         else:
             self.failed_to_subsample += 1
         self.status_dict[sample.error_message or str(sample.status)] += 1
 
     def stats(self) -> ShardStats:
         values = {name: getattr(self, name) for name in STATS_FIELDS}
-        return ShardStats(**values | {"status_dict": dict(self.status_dict)})
+        proxies = {redact_text(self.proxy): 0} if self.proxy is not None else {}
+        counters = {"status_dict": dict(self.status_dict), "proxy_failures": proxies | self.proxy_failures}
+        return ShardStats(**values | counters)
 
     @classmethod
     def resume(cls, shard_id: int, stats: ShardStats) -> ShardResult:
         """A result that goes on counting from a written shard's ``stats`` (a shard retried in place)."""
         values = {name: getattr(stats, name) for name in STATS_FIELDS}
-        return cls(shard_id=shard_id, **values | {"status_dict": Counter(stats.status_dict)})
+        counters = {
+            "status_dict": Counter(stats.status_dict),
+            "proxy_failures": Counter(stats.proxy_failures),
+        }
+        return cls(shard_id=shard_id, **values | counters)
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
@@ -84,7 +100,8 @@ def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | 
     and the bytes fetched for it (for progress bars).
     """
     source = functools.partial(_open_source, shard, job)
-    return write_shard(ShardResult(shard_id=shard.shard_id), job, source, on_sample)
+    proxy = job.config.reading.yt_args.proxy_for_shard(shard.shard_id)
+    return write_shard(ShardResult(shard_id=shard.shard_id, proxy=proxy), job, source, on_sample)
 
 
 def write_shard(
@@ -136,10 +153,15 @@ def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
     return work_prefix(job.output_folder, None if shard_id is None else job.shard_name(shard_id))
 
 
-def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:
-    """``samples`` with their urls fetched under ``tmp`` on ``thread_count`` threads, as fetches finish."""
-    fetcher = make_fetcher(job.config.reading, dict(job.encode_formats))
-    return _fetch_all(samples, fetcher, job.config.distribution.thread_count, tmp)
+def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str, shard_id: int) -> Iterator[SourceItem]:
+    """``samples`` of shard ``shard_id`` with their urls fetched under ``tmp`` on ``thread_count``
+    threads, as fetches finish."""
+    reading = job.config.reading
+    fetcher = make_fetcher(reading, dict(job.encode_formats), shard_id)
+    queue = HostQueue(
+        ((sample.url, (index, sample)) for index, sample in enumerate(samples)), reading.per_host_connections
+    )
+    return _fetch_all(queue, fetcher, job.config.distribution.thread_count, tmp)
 
 
 def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema, Iterator[SourceItem]]:
@@ -148,7 +170,8 @@ def _open_source(shard: ShardSpec, job: JobConfig, tmp: str) -> tuple[pa.Schema,
         fields = [pa.field("url", pa.string())] + [pa.field("caption", pa.string())] * job.save_caption
         return pa.schema(fields), read_tar_samples(shard.input_path, tmp)
     table = read_shard_input(shard)
-    return table.schema, fetch_samples(list(_samples_from_rows(table, shard.shard_id, job)), job, tmp)
+    samples = list(_samples_from_rows(table, shard.shard_id, job))
+    return table.schema, fetch_samples(samples, job, tmp, shard.shard_id)
 
 
 def _samples_from_rows(table: pa.Table, shard_id: int, job: JobConfig) -> Iterator[Sample]:
@@ -172,32 +195,34 @@ def _target(job: JobConfig, shard_id: int, schema: pa.Schema) -> ShardTarget:
     )
 
 
-def _fetch_all(samples: list[Sample], fetcher: Fetcher, threads: int, tmp: str) -> Iterator[SourceItem]:
-    """Fetch samples on ``threads`` threads, at most ``2 * threads`` in flight; yield as they finish."""
-    pending = iter(enumerate(samples))
-    in_flight: dict[Future[FetchResult], tuple[Sample, Path]] = {}
+def _fetch_all(
+    queue: HostQueue[tuple[int, Sample]], fetcher: Fetcher, threads: int, tmp: str
+) -> Iterator[SourceItem]:
+    """Fetch the queue's samples on ``threads`` threads, at most ``2 * threads`` in flight and as
+    many per host as the queue allows; yield as they finish."""
+    in_flight: dict[Future[FetchResult], tuple[Sample, Path, str]] = {}
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="v2d-fetch")
 
     def fetch_into(url: str | None, workdir: Path) -> FetchResult:
         workdir.mkdir()  # here, not on the writer's thread: a mkdir can take milliseconds on a busy disk
         return fetcher.fetch(check_url(url), workdir)  # a row without a url fails here, as a row
 
-    def submit_next() -> None:
-        for index, sample in pending:
+    def submit_more() -> None:
+        while len(in_flight) < 2 * threads and (picked := queue.pop()) is not None:
+            host, (index, sample) = picked
             workdir = Path(tmp) / str(index)
-            in_flight[pool.submit(fetch_into, sample.url, workdir)] = (sample, workdir)
-            return
+            in_flight[pool.submit(fetch_into, sample.url, workdir)] = (sample, workdir, host)
 
     try:
-        for _ in range(2 * threads):
-            submit_next()
+        submit_more()
         while in_flight:
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                sample, workdir = in_flight.pop(future)
+                sample, workdir, host = in_flight.pop(future)
+                queue.done(host)
                 error = future.exception()
                 yield sample, (error if error is not None else future.result()), workdir
-                submit_next()
+                submit_more()
     finally:
         # On an interrupt, do not wait for fetches still in flight; their files die with tmp.
         pool.shutdown(wait=False, cancel_futures=True)

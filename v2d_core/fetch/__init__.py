@@ -24,11 +24,13 @@ from v2d_core.fetch.ytdlp import YtDlpFetcher
 MODALITIES = ("video", "audio")
 
 
-def make_fetcher(reading: ReadingConfig, encode_formats: Mapping[str, str]) -> Fetcher:
-    """The fetcher for ``reading``; results hold only the modalities in ``encode_formats``."""
+def make_fetcher(reading: ReadingConfig, encode_formats: Mapping[str, str], shard_id: int = 0) -> Fetcher:
+    """The fetcher of shard ``shard_id`` (its proxy); results hold the modalities of ``encode_formats``."""
     if not any(kind in encode_formats for kind in MODALITIES):
         raise ConfigError(f"encode_formats {dict(encode_formats)!r} asks for neither video nor audio")
-    return _Router(HttpFetcher(reading, encode_formats), YtDlpFetcher(reading, encode_formats))
+    return _Router(
+        HttpFetcher(reading, encode_formats, shard_id), YtDlpFetcher(reading, encode_formats, shard_id)
+    )
 
 
 def check_url(url: object) -> str:

@@ -13,9 +13,12 @@ Limits, per attempt:
 - opt-out: an ``X-Robots-Tag`` directive in ``reading.disallowed_header_directives``.
 
 Transient failures (5xx, 429, timeouts, connection lost mid-body) are retried
-``reading.retries`` times with exponential backoff ``retry_backoff * 2**attempt``;
-anything else (404, too large, not media, refused) fails at once. Each attempt uses its
-own ``requests.Session``, so threads share no state and no pooled socket outlives the call.
+``reading.retries`` times, after the server's ``Retry-After`` when a 429 or 503 gives one
+(every thread then holds off that host), else with exponential backoff
+``retry_backoff * 2**attempt``; anything else (404, too large, not media, refused) fails at
+once. Each attempt holds one of its host's slots (:mod:`v2d_core.fetch.politeness`) and uses
+its own ``requests.Session`` (through the shard's proxy, if any), so threads share no state
+and no pooled socket outlives the call.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard, guarded_session
 from v2d_core.fetch.optout import HEADER, check_opt_out
+from v2d_core.fetch.politeness import Limits, hold_off, polite, retry_after
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mov", "avi", "mkv")
 AUDIO_EXTENSIONS = ("mp3", "wav", "m4a")
 BODY_DEADLINE_FACTOR = 4
 CHUNK_BYTES = 1024 * 1024
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+RETRY_AFTER_STATUSES = (429, 503)
 
 
 def direct_media_extension(url: str) -> str | None:
@@ -60,12 +65,16 @@ def direct_media_extension(url: str) -> str | None:
 
 
 class HttpFetcher(Fetcher):
-    """Downloads a direct media url into ``workdir``; safe to call from many threads at once."""
+    """Downloads a direct media url into ``workdir`` (through shard ``shard_id``'s proxy, if any);
+    safe to call from many threads at once."""
 
-    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
+    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str], shard_id: int = 0) -> None:
         self._reading = reading
         self._encode_formats = dict(encode_formats)
         self._policy = AddressPolicy.from_reading(reading)
+        self._limits = Limits.from_reading(reading)
+        proxy = reading.yt_args.proxy_for_shard(shard_id)
+        self._proxies = {"http": proxy, "https": proxy} if proxy else {}
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url``, check it is whole media, and return its requested streams."""
@@ -91,13 +100,17 @@ class HttpFetcher(Fetcher):
         deadline = time.monotonic() + self._reading.fetch_deadline
         attempt = 0
         while True:
-            limit = min(BODY_DEADLINE_FACTOR * self._reading.timeout, deadline - time.monotonic())
             try:
-                return self._attempt(url, target, limit)
+                with polite(url, self._limits, deadline):
+                    limit = min(BODY_DEADLINE_FACTOR * self._reading.timeout, deadline - time.monotonic())
+                    return self._attempt(url, target, limit)
             except FetchError as error:
+                asked = error.retry_after if isinstance(error, HTTPStatusError) else None
+                if asked is not None:  # the server asked every client to wait, not only this thread
+                    hold_off(url, self._limits, asked)
                 if not error.transient or attempt >= self._reading.retries:
                     raise
-            pause = self._reading.retry_backoff * 2**attempt
+            pause = asked if asked is not None else self._reading.retry_backoff * 2**attempt
             if time.monotonic() + pause >= deadline:
                 raise FetchTimeoutError(
                     f"{url} not fetched within fetch_deadline ({self._reading.fetch_deadline:g}s)"
@@ -108,6 +121,7 @@ class HttpFetcher(Fetcher):
     def _attempt(self, url: str, target: Path, seconds: float) -> int:
         """One attempt, its sockets cut after ``seconds``: a cut attempt is a timeout, whatever it raised."""
         with FetchGuard(self._policy, seconds) as guard, guarded_session(guard) as session:
+            session.proxies.update(self._proxies)
             try:
                 received = self._download_once(session, url, target)
             except FetchError:
@@ -162,7 +176,10 @@ def _check_response(response: requests.Response, url: str, limit: int) -> None:
     """Fail before reading the body: error status, HTML page, declared size over the limit."""
     if response.status_code >= 400:
         reason = f" {response.reason}" if response.reason else ""
-        raise HTTPStatusError(f"HTTP {response.status_code}{reason} for {url}", response.status_code)
+        asked = None
+        if response.status_code in RETRY_AFTER_STATUSES:
+            asked = retry_after(response.headers.get("Retry-After"))
+        raise HTTPStatusError(f"HTTP {response.status_code}{reason} for {url}", response.status_code, asked)
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type in HTML_TYPES:
         raise NotMediaError(f"{url} is a web page ({content_type}), not a media file")

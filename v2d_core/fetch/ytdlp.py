@@ -13,6 +13,12 @@ and ``reading.fetch_deadline`` for the whole call: every connection goes through
 :mod:`v2d_core.fetch.ytdlp_network`), which cuts them when the deadline passes.
 Every ``YoutubeDL`` gets the JavaScript runtime of :mod:`v2d_core.fetch.ytdlp_stack`
 (``js_runtimes``) and the ffmpeg of :mod:`v2d_core.ffmpeg_binary`.
+
+Politeness: a fetch holds one slot of its page's host (:mod:`v2d_core.fetch.politeness`),
+``reading.per_host_rate`` sets yt-dlp's ``sleep_interval_requests``, and a 429/503 with
+``Retry-After`` that ends a fetch holds its host off for every thread. The shard's proxy, the
+cookies (``cookiefile``, ``cookies_from_browser``) and ``extractor_args`` (player clients, PO
+tokens) are passed to every ``YoutubeDL``; plugins installed in the environment load as usual.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import logging
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yt_dlp
+import yt_dlp.cookies
 import yt_dlp.networking.exceptions
 import yt_dlp.utils
 
@@ -42,10 +50,11 @@ from v2d_core.errors import (
 from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
+from v2d_core.fetch.politeness import Limits, hold_off, polite, retry_after
 from v2d_core.fetch.ytdlp_network import ByteLimit, GuardedYoutubeDL, remember_secrets
 from v2d_core.fetch.ytdlp_stack import js_runtimes
 from v2d_core.ffmpeg_binary import ffmpeg_exe
-from v2d_core.redact import redact_mapping, redact_text
+from v2d_core.redact import redact_mapping, redact_text, remember
 
 LOGGER = logging.getLogger(__name__)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -59,6 +68,9 @@ DROPPED_INFO_KEYS = (
 SECRET_INFO_KEYS = frozenset({"cookies", "http_headers"})  # yt-dlp puts cookie values in "cookies"
 NOT_YTDLP_KEYS = frozenset({"get_info"})
 OUTPUT_TEMPLATE = "media.f%(format_id)s.%(ext)s"
+BROWSER_SPEC = re.compile(
+    r"(?P<browser>[^+:]+)(?:\+(?P<keyring>[^:]+))?(?::(?!:)(?P<profile>.*?))?(?:::(?P<container>.+))?"
+)
 
 
 def video_selector(download_size: int) -> str:
@@ -88,9 +100,10 @@ def format_selector(yt_args: YtArgs, encode_formats: Mapping[str, str]) -> str:
 
 
 class YtDlpFetcher(Fetcher):
-    """Downloads what yt-dlp finds at a page url; safe to call from many threads."""
+    """Downloads what yt-dlp finds at a page url (through shard ``shard_id``'s proxy, if any); safe to
+    call from many threads."""
 
-    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str]) -> None:
+    def __init__(self, reading: ReadingConfig, encode_formats: Mapping[str, str], shard_id: int = 0) -> None:
         cookiefile = reading.yt_args.ytdl_options.get("cookiefile", reading.yt_args.cookiefile)
         if cookiefile is not None and not Path(cookiefile).is_file():
             raise ConfigError(f"reading.yt_args.cookiefile {cookiefile!r} is not a readable file")
@@ -99,6 +112,10 @@ class YtDlpFetcher(Fetcher):
         self._encode_formats = dict(encode_formats)
         self._metadata_args = dict(reading.yt_args.yt_metadata_args or {})
         self._policy = AddressPolicy.from_reading(reading)
+        self._limits = Limits.from_reading(reading)
+        self._proxy = reading.yt_args.proxy_for_shard(shard_id)
+        spec = reading.yt_args.cookies_from_browser
+        self._browser = browser_cookies(spec) if spec is not None else None
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url`` with yt-dlp into a fresh folder under ``workdir``."""
@@ -120,14 +137,21 @@ class YtDlpFetcher(Fetcher):
         """One extract_info call under the fetch's guard: the downloaded video's info and our metadata."""
         deadline = self._reading.fetch_deadline
         late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
-        with FetchGuard(self._policy, deadline) as guard:
+        end = time.monotonic() + deadline
+        with (
+            polite(url, self._limits, end),  # the wait for the host counts toward the deadline
+            FetchGuard(self._policy, max(0.0, end - time.monotonic())) as guard,
+        ):
             try:
                 limit = ByteLimit(self._reading.max_file_size)
                 with GuardedYoutubeDL(self.ytdl_params(folder), guard=guard, limit=limit) as ydl:
+                    if self._browser is not None:  # the browser's cookies stay out of messages too
+                        remember(cookie.value for cookie in ydl.cookiejar)
                     info = _single_entry(ydl.extract_info(url, download=True))
                     result = info, self._metadata(ydl, info)
             except yt_dlp.utils.YoutubeDLError as error:
                 causes = _causes(error)
+                _hold_off_when_asked(causes, self._limits)
                 _close_responses(causes)
                 message, transient = _clean_message(error), any(map(_is_transient, causes))
             else:
@@ -165,7 +189,14 @@ class YtDlpFetcher(Fetcher):
         }
         if self._reading.max_duration is not None:
             params["match_filter"] = functools.partial(_check_duration, limit=self._reading.max_duration)
-        optional = {"cookiefile": yt_args.cookiefile, "proxy": yt_args.proxy}
+        rate = self._reading.per_host_rate
+        optional = {
+            "cookiefile": yt_args.cookiefile,
+            "cookiesfrombrowser": self._browser,
+            "proxy": self._proxy,
+            "extractor_args": yt_args.extractor_args or None,
+            "sleep_interval_requests": 1.0 / rate if rate else None,
+        }
         params.update({key: value for key, value in optional.items() if value is not None})
         if self._metadata_args:
             params["subtitlesformat"] = "vtt"
@@ -189,6 +220,25 @@ class YtDlpFetcher(Fetcher):
         )
         trimmed = trim_info(info) if args.get("get_info") else None
         return {"yt_meta_dict": {"info": trimmed, "subtitles": subtitles}}
+
+
+def browser_cookies(spec: str) -> tuple[str, str | None, str | None, str | None]:
+    """yt-dlp's ``cookiesfrombrowser`` from ``BROWSER[+KEYRING][:PROFILE][::CONTAINER]``; ConfigError
+    naming the supported browsers and keyrings when it is not one."""
+    match = BROWSER_SPEC.fullmatch(spec.strip())
+    if match is not None:
+        browser = match["browser"].strip().lower()
+        keyring = match["keyring"].strip().upper() if match["keyring"] else None
+        if browser in yt_dlp.cookies.SUPPORTED_BROWSERS and keyring in (
+            None,
+            *yt_dlp.cookies.SUPPORTED_KEYRINGS,
+        ):
+            return browser, match["profile"] or None, keyring, match["container"] or None
+    raise ConfigError(
+        f"reading.yt_args.cookies_from_browser {spec!r} is not BROWSER[+KEYRING][:PROFILE][::CONTAINER] "
+        f"with a browser of {', '.join(sorted(yt_dlp.cookies.SUPPORTED_BROWSERS))} and a keyring of "
+        f"{', '.join(sorted(yt_dlp.cookies.SUPPORTED_KEYRINGS))}"
+    )
 
 
 class _Logger:
@@ -225,6 +275,15 @@ def _causes(error: BaseException) -> list[BaseException]:
         pending.append(exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None)
         pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
     return list(found.values())
+
+
+def _hold_off_when_asked(causes: list[BaseException], limits: Limits) -> None:
+    """A 429 or 503 with ``Retry-After`` that ended the fetch holds every thread off its host too."""
+    for cause in causes:
+        if isinstance(cause, yt_dlp.networking.exceptions.HTTPError) and cause.status in (429, 503):
+            asked = retry_after(cause.response.headers.get("Retry-After"))
+            if asked is not None:
+                hold_off(cause.response.url, limits, asked)
 
 
 def _close_responses(causes: list[BaseException]) -> None:

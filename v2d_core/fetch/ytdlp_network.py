@@ -192,7 +192,8 @@ def remember_secrets(yt_args: YtArgs) -> None:
     """Have :mod:`v2d_core.redact` mask the secrets of the yt-dlp options from now on."""
     options = yt_args.ytdl_options
     remember(secret_values(options))
-    for proxy in (yt_args.proxy, options.get("proxy")):
+    proxies = [yt_args.proxy] if isinstance(yt_args.proxy, str) else list(yt_args.proxy or ())
+    for proxy in (*proxies, options.get("proxy")):
         if isinstance(proxy, str):
             parts = urlsplit(proxy)
             remember([parts.username, parts.password])

@@ -13,7 +13,8 @@ from v2d_core.errors import InputError
 class ShardStats:
     """video2dataset's ``_stats.json`` fields: rows by final status, bytes fetched, times, reasons.
 
-    ``status_dict`` maps ``success`` or an error message to its rows.
+    ``status_dict`` maps ``success`` or an error message to its rows; ``proxy_failures`` (only with
+    a proxy) maps each proxy's url, credentials masked, to the rows that failed through it.
     """
 
     count: int = 0
@@ -24,6 +25,7 @@ class ShardStats:
     start_time: float = 0.0
     end_time: float = 0.0
     status_dict: Mapping[str, int] = field(default_factory=dict)
+    proxy_failures: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -31,7 +33,7 @@ class ShardStats:
 
     def to_json(self) -> dict[str, Any]:
         """The fields in ``_stats.json``'s order, ``duration`` last."""
-        return {
+        record = {
             "count": self.count,
             "successes": self.successes,
             "failed_to_download": self.failed_to_download,
@@ -42,6 +44,7 @@ class ShardStats:
             "status_dict": dict(self.status_dict),
             "duration": self.duration,
         }
+        return record | ({"proxy_failures": dict(self.proxy_failures)} if self.proxy_failures else {})
 
     @classmethod
     def from_json(cls, data: Any, source: str = "stats") -> ShardStats:
@@ -56,6 +59,9 @@ class ShardStats:
                 start_time=float(data["start_time"]),
                 end_time=float(data["end_time"]),
                 status_dict={str(reason): int(rows) for reason, rows in data["status_dict"].items()},
+                proxy_failures={
+                    str(proxy): int(rows) for proxy, rows in data.get("proxy_failures", {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise InputError(f"{source} is not a shard's stats: {type(error).__name__}: {error}") from None

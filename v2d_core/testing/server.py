@@ -24,6 +24,17 @@ Routes (``name`` is a file under the served folder):
                                WebVTT track of ``mib`` MiB
 - ``/vtt/{mib}``               a WebVTT file of about ``mib`` MiB
 - ``/robots/{tags}/{name}``    the file with the header ``X-Robots-Tag: {tags}`` (percent-encoded)
+- ``/limited/{n}/{s}/{name}``  a rate-limiting host: 429 with ``Retry-After: 1`` while more than ``n``
+                               requests with this ``Host`` header are running, else the file after
+                               ``s`` seconds
+- ``/retryafter/{n}/{value}/{name}``  429 with ``Retry-After: {value}`` (percent-encoded) the first ``n``
+                               times for this path, then the file
+- ``/hold/{name}``             the file once :meth:`MediaServer.release` is called (a stalled host)
+- ``/needcookie/{cookie}/{name}``  the file if the request's ``Cookie`` header has ``{cookie}``
+                               (percent-encoded ``name=value``), else 403
+
+Every request is also counted by its ``Host`` header: how many run at once, at most
+(:meth:`MediaServer.most_concurrent`), and when each path was asked (:meth:`MediaServer.times`).
 """
 
 from __future__ import annotations
@@ -35,7 +46,8 @@ import json
 import socket
 import struct
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -63,16 +75,21 @@ class _Handler(BaseHTTPRequestHandler):
         if handler is None:
             self._send(404, b"not found", "text/plain")
             return
+        host = self.headers.get("Host", "")
         with self.server.lock:
             self.server.hits[self.path] += 1
+            self.server.times[self.path].append(time.monotonic())
             self.server.started[route] += 1
             self.server.active[route] += 1
+            self.server.host_active[host] += 1
+            self.server.host_most[host] = max(self.server.host_most[host], self.server.host_active[host])
         try:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 handler(rest)
         finally:
             with self.server.lock:
                 self.server.active[route] -= 1
+                self.server.host_active[host] -= 1
 
     def _file(self, name: str) -> bytes | None:
         path = (self.server.root / name).resolve()
@@ -92,6 +109,46 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._file(name)
         if body is not None:
             self._send(200, body)
+
+    def _too_many(self, retry_after: str) -> None:
+        self.send_response(429)
+        self.send_header("Retry-After", retry_after)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _route_limited(self, rest: str) -> None:
+        limit, _, rest = rest.partition("/")
+        seconds, _, name = rest.partition("/")
+        with self.server.lock:
+            over = self.server.host_active[self.headers.get("Host", "")] > int(limit)
+            self.server.refused += over
+        if over:
+            self._too_many("1")
+        elif not self.server.stopping.wait(float(seconds)):
+            self._route_files(name)
+
+    def _route_retryafter(self, rest: str) -> None:
+        failures, _, rest = rest.partition("/")
+        value, _, name = rest.partition("/")
+        with self.server.lock:
+            hit = self.server.hits[self.path]
+        if hit <= int(failures):
+            self._too_many(unquote(value))
+        else:
+            self._route_files(name)
+
+    def _route_needcookie(self, rest: str) -> None:
+        cookie, _, name = rest.partition("/")
+        sent = [part.strip() for part in self.headers.get("Cookie", "").split(";")]
+        if unquote(cookie) in sent:
+            self._route_files(name)
+        else:
+            self._send(403, b"sign in first", "text/plain")
+
+    def _route_hold(self, name: str) -> None:
+        self.server.released.wait(STALL_LIMIT_SECONDS)
+        self._route_files(name)
 
     def _route_status(self, rest: str) -> None:
         code, _, _ = rest.partition("/")
@@ -265,6 +322,11 @@ class _Server(ThreadingHTTPServer):
         self.hits: Counter[str] = Counter()  # by path and query
         self.started: Counter[str] = Counter()  # by route
         self.active: Counter[str] = Counter()  # by route: requests being answered now
+        self.times: defaultdict[str, list[float]] = defaultdict(list)  # by path and query: monotonic
+        self.host_active: Counter[str] = Counter()  # by Host header: requests being answered now
+        self.host_most: Counter[str] = Counter()  # by Host header: most requests answered at once
+        self.refused = 0  # 429s sent by /limited/
+        self.released = threading.Event()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.gates: dict[str, threading.Event] = {}
@@ -317,6 +379,26 @@ class MediaServer:
         """Let every request of ``/gate/{gate}/...``, waiting or to come, through."""
         self._server.gate(gate).set()
 
+    def times(self, url: str) -> list[float]:
+        """When (``time.monotonic()``) each request of ``url`` (path and query) arrived."""
+        path = url.removeprefix(self.base_url)
+        with self._server.lock:
+            return list(self._server.times[path])
+
+    def most_concurrent(self) -> dict[str, int]:
+        """``Host`` header -> the most requests with it answered at once."""
+        with self._server.lock:
+            return dict(self._server.host_most)
+
+    @property
+    def refused(self) -> int:
+        """How many 429s ``/limited/`` sent."""
+        return self._server.refused
+
+    def release(self) -> None:
+        """Let every ``/hold/`` request (waiting or later) answer."""
+        self._server.released.set()
+
     def start(self) -> Self:
         self._thread.start()
         return self
@@ -327,6 +409,7 @@ class MediaServer:
             gates = list(self._server.gates.values())
         for event in gates:
             event.set()
+        self._server.released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
