@@ -65,14 +65,19 @@ def run_job(
     With ``incremental_mode="retry_failed"``, done shards with transient failures are retried too.
     ``observer`` sees the live figures when a shard is committed (and every 30 s).
     """
-    log_environment(job.config.reading)  # an unusable ffmpeg stops the run before the folder is made
-    with output_lock(job.output_folder):
-        return _run_locked(job, show_progress, observer)
-
-
-def _run_locked(job: JobConfig, show_progress: bool, observer: FiguresObserver | None) -> RunSummary:
     started = time.monotonic()
+    # A missing extra or an unusable ffmpeg stops the run before the output folder is made.
+    log_environment(job.config.reading)
     run = shard_runner(job.config.distribution.distributor)
+    with output_lock(job.output_folder):
+        summary = _run_locked(job, run, show_progress, observer)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run_locked(
+    job: JobConfig, run: ShardRunner, show_progress: bool, observer: FiguresObserver | None
+) -> RunSummary:
     done = prepare_output(job)
     retried = transient_failures(job, done) if job.incremental_mode == "retry_failed" else {}
     skip = done - set(retried)
@@ -89,7 +94,6 @@ def _run_locked(job: JobConfig, show_progress: bool, observer: FiguresObserver |
         if fs.exists(path):
             fs.rm(path, recursive=True)
     summary.skipped_shards = sorted(skip)
-    summary.seconds = time.monotonic() - started
     return summary
 
 
