@@ -12,10 +12,11 @@ import fire
 from v2d_core.api import video2dataset
 from v2d_core.errors import V2DError
 from v2d_core.redact import redact_text
-from v2d_core.summary import summary_lines
 
 
 def _command(*args: Any, **kwargs: Any) -> None:
+    from v2d_core.summary import summary_lines  # with the runner, after ``--help`` is answered
+
     summary = video2dataset(*args, **kwargs)
     print("\n".join(summary_lines(summary)))
     if summary.failed_shards:
@@ -28,6 +29,9 @@ _command.__signature__ = inspect.signature(video2dataset)  # type: ignore[attr-d
 
 def main() -> None:
     """Entry point of the ``video2dataset`` console script."""
+    # python-fire reads the help text through IPython when it is installed (about 1 s of
+    # imports); its own reader gives the same text.
+    sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]
     try:
         fire.Fire(_command, name="video2dataset")
     except V2DError as error:

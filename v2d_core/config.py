@@ -17,9 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import fsspec
-import yaml
-
 from v2d_core.errors import ConfigError
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")
@@ -175,6 +172,9 @@ class Config:
     @classmethod
     def load(cls, source: str | Mapping[str, Any] | Config) -> Config:
         """A config from a preset name (``default``), a YAML path (any fsspec url) or a mapping."""
+        import fsspec  # imported where used: ``video2dataset --help`` needs neither
+        import yaml
+
         if isinstance(source, Config):
             return source
         if isinstance(source, Mapping):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import threading
 import time
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
+from typing import TYPE_CHECKING
 
 import fsspec.config
 
@@ -19,12 +19,16 @@ from v2d_core.fetch.webdataset import tar_shards
 from v2d_core.job import JobConfig
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.redact import redact_text
-from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
-from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
 from v2d_core.storage import fresh_fs
+from v2d_core.work_folders import clear_work_folders
+from v2d_core.worker_pool import process_context, start_workers_early
 from v2d_core.writers.commit import recover
+
+if TYPE_CHECKING:
+    from v2d_core.shard import ShardResult
+
 
 STATS_SUFFIX = "_stats.json"
 
@@ -64,8 +68,14 @@ def run_job(
     """
     started = time.monotonic()
     run = shard_runner(job.config.distribution.distributor)
+    if run is run_shards:
+        start_workers_early()  # a no-op when the caller started it
     done = prepare_output(job)
-    retried = transient_failures(job, done) if job.incremental_mode == "retry_failed" else {}
+    retried = {}
+    if job.incremental_mode == "retry_failed":
+        from v2d_core.retry import transient_failures
+
+        retried = transient_failures(job, done)
     skip = done - set(retried)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
@@ -153,7 +163,7 @@ def _run_pool(
     specs: list[ShardSpec], job: JobConfig, summary: RunSummary, progress: Progress
 ) -> dict[int, str]:
     """Run ``specs`` on a process pool; return shard id -> error for those that raised."""
-    context = _process_context()
+    context = process_context()
     events: Queue[WorkerEvent | None] = context.Queue()
     listener = threading.Thread(target=_relay, args=(events, progress), daemon=True)
     listener.start()
@@ -183,19 +193,6 @@ def _run_pool(
     return failures
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
-    """forkserver with the engine preloaded (workers start without re-importing it), else spawn.
-
-    Never plain fork: the parent runs threads (progress relay), and forking them is unsafe.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # pyarrow imports pandas on a shard's first parquet write: once here, not once per worker.
-    context.set_forkserver_preload(["v2d_core.retry", "pandas"])
-    return context
-
-
 def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
     while (event := events.get()) is not None:
         progress.handle(event)
@@ -222,6 +219,8 @@ def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
     def report(sample: Sample, downloaded: int) -> None:
         if _events is not None:
             _events.put(SampleEvent.of(spec.shard_id, sample, downloaded))
+
+    from v2d_core.retry import process_or_retry  # preloaded by the forkserver
 
     result = process_or_retry(spec, job, on_sample=report)
     if _events is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 import tempfile
 import time
@@ -24,6 +23,7 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
 from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
+from v2d_core.work_folders import clear_work_folders, work_prefix
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 from v2d_core.writers.commit import recover
 
@@ -103,7 +103,7 @@ def write_shard(
     clear_work_folders(job, result.shard_id)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=_work_prefix(job, result.shard_id)) as tmp,
+        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=work_prefix(job, result.shard_id)) as tmp,
         # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
     ):
@@ -123,19 +123,6 @@ def write_shard(
             result.end_time = time.time()
             writer.add_stats(result.stats())
     return result
-
-
-def clear_work_folders(job: JobConfig, shard_id: int | None = None) -> None:
-    """Delete the work folders killed runs left in ``tmp_dir`` for the job's output folder (or one
-    shard of it). Call it only when no run works on them."""
-    for stale in Path(job.tmp_dir).glob(f"{_work_prefix(job, shard_id)}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
-    """Work folders are named by output folder and shard, so a later run can find what a killed one left."""
-    folder = f"v2d-{hashlib.sha1(job.output_folder.encode()).hexdigest()[:10]}-"
-    return folder if shard_id is None else f"{folder}{job.shard_name(shard_id)}-"
 
 
 def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str) -> Iterator[SourceItem]:
