@@ -14,14 +14,15 @@ if TYPE_CHECKING:
     from v2d_core.config import Config
     from v2d_core.job import JobConfig
     from v2d_core.run import RunSummary, run_job
-    from v2d_core.shard import ShardResult, process_shard
+    from v2d_core.shard import process_shard
+    from v2d_core.shard_result import ShardResult
     from v2d_core.sharding import ShardSpec
 
 _HOMES = {
     "Config": "v2d_core.config",
     "JobConfig": "v2d_core.job",
     "RunSummary": "v2d_core.run",
-    "ShardResult": "v2d_core.shard",
+    "ShardResult": "v2d_core.shard_result",
     "ShardSpec": "v2d_core.sharding",
     "process_shard": "v2d_core.shard",
     "run_job": "v2d_core.run",

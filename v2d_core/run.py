@@ -27,7 +27,7 @@ from v2d_core.worker_pool import process_context, start_workers_early
 from v2d_core.writers.commit import recover
 
 if TYPE_CHECKING:
-    from v2d_core.shard import ShardResult
+    from v2d_core.shard_result import ShardResult
 
 
 STATS_SUFFIX = "_stats.json"

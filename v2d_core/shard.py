@@ -6,12 +6,9 @@ import functools
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -21,6 +18,7 @@ from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
+from v2d_core.shard_result import ShardResult
 from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.subsamplers import Subsampler, apply_subsamplers, build_subsamplers, output_encode_formats
 from v2d_core.work_folders import clear_work_folders, work_prefix
@@ -34,46 +32,6 @@ SourceItem = tuple[Sample, FetchOutcome, Path]
 Source = Callable[[str], tuple[pa.Schema, Iterator[SourceItem]]]
 # (writer, tmp folder) -> None: writes the samples kept from an earlier version of the shard
 Keeper = Callable[[ShardWriter, str], None]
-
-
-@dataclass(slots=True)
-class ShardResult:
-    """What happened to one shard; ``stats()`` is its ``_stats.json``."""
-
-    shard_id: int
-    count: int = 0
-    successes: int = 0
-    failed_to_download: int = 0
-    failed_to_subsample: int = 0
-    bytes_downloaded: int = 0
-    start_time: float = field(default_factory=time.time)
-    end_time: float = 0.0
-    status_dict: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def duration(self) -> float:
-        return self.end_time - self.start_time
-
-    def add(self, sample: Sample) -> None:
-        """Count one input row by its final status (clips of a row count once, via the first)."""
-        self.count += 1
-        if sample.status is Status.SUCCESS:
-            self.successes += 1
-            self.status_dict["success"] += 1
-            return
-        if sample.status is Status.FAILED_TO_DOWNLOAD:
-            self.failed_to_download += 1
-        else:
-            self.failed_to_subsample += 1
-        self.status_dict[sample.error_message or str(sample.status)] += 1
-
-    def stats(self) -> dict[str, Any]:
-        """video2dataset's ``_stats.json`` fields."""
-        stats = asdict(self)
-        stats.pop("shard_id")
-        stats["duration"] = self.duration
-        stats["status_dict"] = dict(self.status_dict)
-        return stats
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
