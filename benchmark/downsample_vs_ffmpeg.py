@@ -15,9 +15,10 @@ Measured, back to back in each round (the order rotates between rounds):
   interpreter as a user runs it: imports, worker start, reading the tars, probing, one fused
   ffmpeg per sample, writing tars, parquet and stats. A fresh process per round, because
   workers forked from a forkserver that an earlier call left running start for free.
-- ffmpeg: the same transcode v2d runs (the same filters, libx264 at ffmpeg's defaults,
-  which v2d keeps: preset medium, crf 23, yuv420p; audio re-encoded to AAC at its
-  defaults), ``--processes`` ffmpeg processes at a time over the extracted files.
+- ffmpeg: the cheapest command that produces the same deliverable (the same filters,
+  libx264 at ffmpeg's defaults, which v2d keeps: preset medium, crf 23, yuv420p; the
+  audio stream-copied, since nothing asks to change it), ``--processes`` ffmpeg
+  processes at a time over the extracted files.
 
 Reported per side: wall time, videos/s and CPU seconds per video (this process and all its
 descendants; it is made a child subreaper so v2d's orphaned forkserver is reaped and
@@ -69,13 +70,13 @@ SUBSAMPLING = {
     "ResolutionSubsampler": {"args": {"video_size": SHORT_SIDE, "resize_mode": "scale"}},
     "FrameSubsampler": {"args": {"frame_rate": FRAME_RATE}},
 }
-# What v2d's TranscodeSubsampler runs for SUBSAMPLING (fps, then scale; ffmpeg's default
-# encoders for mp4, spelled out): see v2d_core/subsamplers/transcode.py and filters.py.
+# The limit for SUBSAMPLING: fps, then scale, ffmpeg's default video encoder for mp4 spelled
+# out, and the audio copied as it is (no audio transform is asked for).
 FFMPEG_ARGS = (
     "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", "{input}",
     "-vf", f"fps=fps={FRAME_RATE},scale=-2:{SHORT_SIDE}",
     "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p",
-    "-c:a", "aac", "{output}",
+    "-c:a", "copy", "{output}",
 )  # fmt: skip
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 

@@ -155,6 +155,34 @@ def test_resolution_modes(
     assert seen["frames"] == 150 and seen["audio"] == [(44100, 1)]
 
 
+def audio_packets(path: Path) -> tuple[str, list[bytes]]:
+    """The first audio stream's codec and its packets' bytes."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return stream.codec_context.name, [bytes(p) for p in container.demux(stream) if p.size]
+
+
+def test_resized_video_keeps_its_audio_as_a_stream_copy(media: dict[str, Path], tmp_path: Path) -> None:
+    transcode = TranscodeSubsampler(
+        resolution=ResolutionArgs(resize_mode="scale", height=60), frame=FrameArgs(frame_rate=5)
+    )
+    (sample,) = transcode(video_sample(media["scenes"]), tmp_path)
+    assert read_video(sample.streams["video"])["size"] == (80, 60)
+    assert audio_packets(sample.streams["video"]) == audio_packets(media["scenes"])
+
+
+def test_audio_the_container_cannot_hold_is_reencoded(media: dict[str, Path], tmp_path: Path) -> None:
+    source = tmp_path / "pcm.mkv"
+    ffmpeg.input(str(media["scenes"])).output(str(source), vcodec="copy", acodec="pcm_s16le").run(
+        cmd=runner.ffmpeg_exe(), quiet=True
+    )
+    transcode = TranscodeSubsampler(resolution=ResolutionArgs(resize_mode="scale", height=60))
+    (sample,) = transcode(video_sample(source), tmp_path)
+    seen = read_video(sample.streams["video"])
+    assert seen["size"] == (80, 60) and seen["audio"] == [(44100, 1)]
+    assert audio_packets(sample.streams["video"])[0] == "aac"
+
+
 def test_one_ffmpeg_process_resizes_resamples_and_writes_audio(
     media: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -1,11 +1,33 @@
-"""v2d: turn video url lists into sharded, training-ready video datasets."""
+"""v2d: turn video url lists into sharded, training-ready video datasets.
 
-from v2d_core.api import video2dataset
-from v2d_core.config import Config
-from v2d_core.job import JobConfig
-from v2d_core.run import RunSummary, run_job
-from v2d_core.shard import ShardResult, process_shard
-from v2d_core.sharding import ShardSpec
+The names below are imported on first use, so ``import v2d_core.x`` (the CLI, a worker)
+loads only what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from v2d_core.api import video2dataset
+    from v2d_core.config import Config
+    from v2d_core.job import JobConfig
+    from v2d_core.run import RunSummary, run_job
+    from v2d_core.shard import process_shard
+    from v2d_core.shard_result import ShardResult
+    from v2d_core.sharding import ShardSpec
+
+_HOMES = {
+    "Config": "v2d_core.config",
+    "JobConfig": "v2d_core.job",
+    "RunSummary": "v2d_core.run",
+    "ShardResult": "v2d_core.shard_result",
+    "ShardSpec": "v2d_core.sharding",
+    "process_shard": "v2d_core.shard",
+    "run_job": "v2d_core.run",
+    "video2dataset": "v2d_core.api",
+}
 
 __all__ = [
     "Config",
@@ -17,3 +39,9 @@ __all__ = [
     "run_job",
     "video2dataset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'v2d_core' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -14,11 +14,12 @@ import fire
 from v2d_core.api import video2dataset
 from v2d_core.errors import V2DError
 from v2d_core.redact import redact_text
-from v2d_core.summary import summary_lines
 from v2d_core.text import terminal_safe
 
 
 def _command(*args: Any, **kwargs: Any) -> None:
+    from v2d_core.summary import summary_lines  # with the runner, after ``--help`` is answered
+
     summary = video2dataset(*args, **kwargs)
     print("\n".join(summary_lines(summary)))
     if summary.failed_shards:
@@ -39,6 +40,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Entry point of the ``video2dataset`` console script; v2d's log goes to stderr."""
+    # python-fire reads the help text through IPython when it is installed (about 1 s of
+    # imports); its own reader gives the same text.
+    sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _terminate)
     log_to_stderr()
     try:

@@ -18,9 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import fsspec
-import yaml
-
 from v2d_core.errors import ConfigError
 from v2d_core.sbatch import SlurmArgs
 from v2d_core.subsamplers.settings import OpticalFlowArgs, SubsamplingConfig
@@ -292,6 +289,9 @@ class Config:
     @classmethod
     def load(cls, source: str | Mapping[str, Any] | Config) -> Config:
         """A config from a preset name (``default``), a YAML path (any fsspec url) or a mapping."""
+        import fsspec  # imported where used: ``video2dataset --help`` needs neither
+        import yaml
+
         if isinstance(source, Config):
             return source
         if isinstance(source, Mapping):

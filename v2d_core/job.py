@@ -8,8 +8,8 @@ from typing import Any
 
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
+from v2d_core.sample import STATUS_COLUMNS
 from v2d_core.subsamplers.settings import NO_ENGINE
-from v2d_core.writers.status import RESERVED_COLUMNS
 
 MODALITIES = ("video", "audio", "optical_flow")
 RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
@@ -66,11 +66,11 @@ class JobConfig:
     def _check_additional_columns(self) -> None:
         """A user column may not take the name of a column v2d writes (the parquet would hold it
         twice, and the json would lose the sample's own key or status)."""
-        reserved = [name for name in self.save_additional_columns if name in RESERVED_COLUMNS]
+        reserved = [name for name in self.save_additional_columns if name in STATUS_COLUMNS]
         if reserved:
             raise ConfigError(
                 f"save_additional_columns {reserved}: v2d writes columns of these names itself "
-                f"({', '.join(RESERVED_COLUMNS)}); rename the column in the url list"
+                f"({', '.join(STATUS_COLUMNS)}); rename the column in the url list"
             )
 
     def _check_retry_failed(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import os
 import signal
 import threading
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
+from typing import TYPE_CHECKING
 
 import fsspec.config
 
@@ -23,13 +23,16 @@ from v2d_core.lifetime import watch_main_process
 from v2d_core.output_lock import LOCK_NAME, output_lock
 from v2d_core.progress import ErrorSample, FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.redact import redact_text
-from v2d_core.retry import process_or_retry, transient_failures
 from v2d_core.sample import Sample
-from v2d_core.shard import ShardResult, clear_work_folders
 from v2d_core.sharding import ShardSpec, plan_shards
 from v2d_core.shards import done_shards
 from v2d_core.shards.commit import recover
 from v2d_core.storage import fresh_fs
+from v2d_core.work_folders import clear_work_folders
+from v2d_core.worker_pool import process_context, start_workers_early
+
+if TYPE_CHECKING:
+    from v2d_core.shard_result import ShardResult
 
 
 @dataclass(slots=True)
@@ -69,6 +72,8 @@ def run_job(
     # A missing extra or an unusable ffmpeg stops the run before the output folder is made.
     log_environment(job.config.reading)
     run = shard_runner(job.config.distribution.distributor)
+    if run is run_shards:
+        start_workers_early()  # a no-op when the caller started it
     with output_lock(job.output_folder):
         summary = _run_locked(job, run, show_progress, observer)
     summary.seconds = time.monotonic() - started
@@ -79,7 +84,11 @@ def _run_locked(
     job: JobConfig, run: ShardRunner, show_progress: bool, observer: FiguresObserver | None
 ) -> RunSummary:
     done = prepare_output(job)
-    retried = transient_failures(job, done) if job.incremental_mode == "retry_failed" else {}
+    retried = {}
+    if job.incremental_mode == "retry_failed":
+        from v2d_core.retry import transient_failures
+
+        retried = transient_failures(job, done)
     skip = done - set(retried)
     shard_dir = f"{job.output_folder}/_tmp"
     try:
@@ -166,7 +175,7 @@ def _run_pool(
     specs: list[ShardSpec], job: JobConfig, summary: RunSummary, progress: Progress
 ) -> dict[int, str]:
     """Run ``specs`` on a process pool; return shard id -> error for those that raised."""
-    context = _process_context()
+    context = process_context()
     events: Queue[WorkerEvent | None] = context.Queue()
     listener = threading.Thread(target=_relay, args=(events, progress), daemon=True)
     listener.start()
@@ -222,19 +231,6 @@ def _abandon_on_interrupt(pool: ProcessPoolExecutor) -> Iterator[None]:
         raise
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
-    """forkserver with the engine preloaded (workers start without re-importing it), else spawn.
-
-    Never plain fork: the parent runs threads (progress relay), and forking them is unsafe.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # pyarrow imports pandas on a shard's first parquet write: once here, not once per worker.
-    context.set_forkserver_preload(["v2d_core.retry", "pandas"])
-    return context
-
-
 def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
     while (event := events.get()) is not None:
         progress.handle(event)
@@ -262,6 +258,8 @@ def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
     def report(sample: Sample, downloaded: int) -> None:
         if _events is not None:
             _events.put(SampleEvent.of(spec.shard_id, sample, downloaded))
+
+    from v2d_core.retry import process_or_retry  # preloaded by the forkserver
 
     result = process_or_retry(spec, job, on_sample=report)
     if _events is not None:

@@ -9,6 +9,9 @@ from typing import Any
 
 from v2d_core.redact import redact_url
 
+# The columns v2d writes after a row's input columns, in the status parquet's order.
+STATUS_COLUMNS = ("key", "status", "error_message", "metadata", "error_transient")
+
 
 class Status(StrEnum):
     """Outcome of one sample, as written in the shard's parquet and stats."""

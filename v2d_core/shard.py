@@ -6,10 +6,8 @@ import functools
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,14 +18,13 @@ from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.host_queue import HostQueue
 from v2d_core.fetch.webdataset import read_tar_samples
 from v2d_core.job import JobConfig
-from v2d_core.redact import redact_text
 from v2d_core.sample import Sample, Status
+from v2d_core.shard_result import ShardResult
 from v2d_core.sharding import ShardSpec, read_shard_input
-from v2d_core.shards import ShardStats
 from v2d_core.shards.commit import recover
-from v2d_core.shards.layout import work_prefix
 from v2d_core.subsamplers.base import Subsampler
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers, output_encode_formats
+from v2d_core.work_folders import clear_work_folders, job_work_prefix
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 
 SampleCallback = Callable[[Sample, int], None]
@@ -37,59 +34,6 @@ SourceItem = tuple[Sample, FetchOutcome, Path]
 Source = Callable[[str], tuple[pa.Schema, Iterator[SourceItem]]]
 # (writer, tmp folder) -> None: writes the samples kept from an earlier version of the shard
 Keeper = Callable[[ShardWriter, str], None]
-STATS_FIELDS = tuple(stat.name for stat in fields(ShardStats))
-
-
-@dataclass(slots=True)
-class ShardResult:
-    """What happened to one shard, counted as it happens; ``stats()`` is the record it commits.
-
-    With a proxy, ``proxy_failures`` counts the rows that failed to download through it (over
-    every run of the shard, retries included), by the proxy's url with credentials masked.
-    """
-
-    shard_id: int
-    count: int = 0
-    successes: int = 0
-    failed_to_download: int = 0
-    failed_to_subsample: int = 0
-    bytes_downloaded: int = 0
-    start_time: float = field(default_factory=time.time)
-    end_time: float = 0.0
-    status_dict: Counter[str] = field(default_factory=Counter)
-    proxy: str | None = None
-    proxy_failures: Counter[str] = field(default_factory=Counter)
-
-    def add(self, sample: Sample) -> None:
-        """Count one input row by its final status (clips of a row count once, via the first)."""
-        self.count += 1
-        if sample.status is Status.SUCCESS:
-            self.successes += 1
-            self.status_dict["success"] += 1
-            return
-        if sample.status is Status.FAILED_TO_DOWNLOAD:
-            self.failed_to_download += 1
-            if self.proxy is not None:
-                self.proxy_failures[redact_text(self.proxy)] += 1
-        else:
-            self.failed_to_subsample += 1
-        self.status_dict[sample.error_message or str(sample.status)] += 1
-
-    def stats(self) -> ShardStats:
-        values = {name: getattr(self, name) for name in STATS_FIELDS}
-        proxies = {redact_text(self.proxy): 0} if self.proxy is not None else {}
-        counters = {"status_dict": dict(self.status_dict), "proxy_failures": proxies | self.proxy_failures}
-        return ShardStats(**values | counters)
-
-    @classmethod
-    def resume(cls, shard_id: int, stats: ShardStats) -> ShardResult:
-        """A result that goes on counting from a written shard's ``stats`` (a shard retried in place)."""
-        values = {name: getattr(stats, name) for name in STATS_FIELDS}
-        counters = {
-            "status_dict": Counter(stats.status_dict),
-            "proxy_failures": Counter(stats.proxy_failures),
-        }
-        return cls(shard_id=shard_id, **values | counters)
 
 
 def process_shard(shard: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
@@ -120,7 +64,7 @@ def write_shard(
     clear_work_folders(job, result.shard_id)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=_work_prefix(job, result.shard_id)) as tmp,
+        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=job_work_prefix(job, result.shard_id)) as tmp,
         # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
     ):
@@ -140,17 +84,6 @@ def write_shard(
             result.end_time = time.time()
             writer.add_stats(result.stats())
     return result
-
-
-def clear_work_folders(job: JobConfig, shard_id: int | None = None) -> None:
-    """Delete the work folders killed runs left in ``tmp_dir`` for the job's output folder (or one
-    shard of it). Call it only when no run works on them."""
-    for stale in Path(job.tmp_dir).glob(f"{_work_prefix(job, shard_id)}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _work_prefix(job: JobConfig, shard_id: int | None) -> str:
-    return work_prefix(job.output_folder, None if shard_id is None else job.shard_name(shard_id))
 
 
 def fetch_samples(samples: list[Sample], job: JobConfig, tmp: str, shard_id: int) -> Iterator[SourceItem]:

@@ -29,14 +29,10 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import yt_dlp
-import yt_dlp.cookies
-import yt_dlp.networking.exceptions
-import yt_dlp.utils
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from v2d_core.config import ReadingConfig, YtArgs
 from v2d_core.errors import (
@@ -51,10 +47,11 @@ from v2d_core.fetch.base import Fetcher, FetchResult
 from v2d_core.fetch.media_check import assemble_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard
 from v2d_core.fetch.politeness import Limits, hold_off, polite, retry_after
-from v2d_core.fetch.ytdlp_network import ByteLimit, GuardedYoutubeDL, remember_secrets
-from v2d_core.fetch.ytdlp_stack import js_runtimes
 from v2d_core.ffmpeg_binary import ffmpeg_exe
-from v2d_core.redact import redact_mapping, redact_text, remember
+from v2d_core.redact import redact_mapping, redact_text, remember, secret_values
+
+if TYPE_CHECKING:
+    from v2d_core.fetch.ytdlp_network import GuardedYoutubeDL
 
 LOGGER = logging.getLogger(__name__)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -135,6 +132,10 @@ class YtDlpFetcher(Fetcher):
 
     def _download(self, url: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         """One extract_info call under the fetch's guard: the downloaded video's info and our metadata."""
+        import yt_dlp.utils  # yt-dlp loads with the first page url, never for direct files
+
+        from v2d_core.fetch.ytdlp_network import ByteLimit, GuardedYoutubeDL
+
         deadline = self._reading.fetch_deadline
         late = f"yt-dlp did not finish {url} within fetch_deadline ({deadline:g}s)"
         end = time.monotonic() + deadline
@@ -167,6 +168,8 @@ class YtDlpFetcher(Fetcher):
 
     def ytdl_params(self, folder: Path) -> dict[str, Any]:
         """The options of the YoutubeDL that fetches into ``folder``."""
+        from v2d_core.fetch.ytdlp_stack import js_runtimes  # reads yt-dlp's own modules
+
         yt_args = self._reading.yt_args
         params: dict[str, Any] = {
             "quiet": True,
@@ -225,6 +228,8 @@ class YtDlpFetcher(Fetcher):
 def browser_cookies(spec: str) -> tuple[str, str | None, str | None, str | None]:
     """yt-dlp's ``cookiesfrombrowser`` from ``BROWSER[+KEYRING][:PROFILE][::CONTAINER]``; ConfigError
     naming the supported browsers and keyrings when it is not one."""
+    import yt_dlp.cookies
+
     match = BROWSER_SPEC.fullmatch(spec.strip())
     if match is not None:
         browser = match["browser"].strip().lower()
@@ -279,6 +284,8 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 def _hold_off_when_asked(causes: list[BaseException], limits: Limits) -> None:
     """A 429 or 503 with ``Retry-After`` that ended the fetch holds every thread off its host too."""
+    import yt_dlp.networking.exceptions
+
     for cause in causes:
         if isinstance(cause, yt_dlp.networking.exceptions.HTTPError) and cause.status in (429, 503):
             asked = retry_after(cause.response.headers.get("Retry-After"))
@@ -296,6 +303,8 @@ def _close_responses(causes: list[BaseException]) -> None:
 
 def _is_transient(cause: BaseException) -> bool:
     """A network failure that may go away: a timeout or lost connection, an HTTP 5xx or 429."""
+    import yt_dlp.networking.exceptions
+
     if isinstance(cause, yt_dlp.networking.exceptions.HTTPError):
         return cause.status >= 500 or cause.status == 429
     return isinstance(cause, yt_dlp.networking.exceptions.TransportError) and not isinstance(
@@ -343,6 +352,8 @@ def _downloaded_files(info: dict[str, Any]) -> list[Path]:
 def trim_info(info: dict[str, Any]) -> dict[str, Any]:
     """yt-dlp's info dict made json-serializable, without formats, thumbnails, subtitles,
     headers and cookies, credentials in its strings masked."""
+    import yt_dlp
+
     clean = yt_dlp.YoutubeDL.sanitize_info(dict(info), remove_private_keys=True)
     for key in DROPPED_INFO_KEYS:
         clean.pop(key, None)
@@ -435,3 +446,27 @@ def _dedupe(cues: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
         if kept:
             result.append({"start": start, "end": end, "lines": kept})
     return result
+
+
+def remember_secrets(yt_args: YtArgs) -> None:
+    """Have :mod:`v2d_core.redact` mask the secrets of the yt-dlp options from now on."""
+    options = yt_args.ytdl_options
+    remember(secret_values(options))
+    proxies = [yt_args.proxy] if isinstance(yt_args.proxy, str) else list(yt_args.proxy or ())
+    for proxy in (*proxies, options.get("proxy")):
+        if isinstance(proxy, str):
+            parts = urlsplit(proxy)
+            remember([parts.username, parts.password])
+    cookiefile = options.get("cookiefile", yt_args.cookiefile)
+    if cookiefile:
+        remember(_cookie_values(Path(cookiefile)))
+
+
+def _cookie_values(path: Path) -> Iterator[str]:
+    """The values of a Netscape cookie file (``#HttpOnly_`` lines are cookies too)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("#") and not line.startswith("#HttpOnly_"):
+            continue
+        fields = line.split("\t")
+        if len(fields) >= 7:
+            yield fields[6].strip()

@@ -23,7 +23,6 @@ import contextlib
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,11 +36,9 @@ from yt_dlp.networking._requests import RequestsHTTPAdapter, RequestsResponseAda
 from yt_dlp.networking.exceptions import TransportError
 from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-from v2d_core.config import YtArgs
 from v2d_core.errors import FetchError, FetchTimeoutError, RefusedUrlError, TooLargeError, UnsupportedUrlError
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard, GuardedAdapter
 from v2d_core.media_input import input_args
-from v2d_core.redact import remember, secret_values
 
 NETWORK_PROTOCOLS = "http,https,tcp,tls,crypto"
 FFMPEG_POSTPROCESSORS = sorted(
@@ -186,27 +183,3 @@ def _prepend(user: Any, ours: Mapping[str, list[str]]) -> dict[str, list[str]]:
     for key, args in ours.items():
         merged[key] = [*args, *merged.get(key, [])]
     return merged
-
-
-def remember_secrets(yt_args: YtArgs) -> None:
-    """Have :mod:`v2d_core.redact` mask the secrets of the yt-dlp options from now on."""
-    options = yt_args.ytdl_options
-    remember(secret_values(options))
-    proxies = [yt_args.proxy] if isinstance(yt_args.proxy, str) else list(yt_args.proxy or ())
-    for proxy in (*proxies, options.get("proxy")):
-        if isinstance(proxy, str):
-            parts = urlsplit(proxy)
-            remember([parts.username, parts.password])
-    cookiefile = options.get("cookiefile", yt_args.cookiefile)
-    if cookiefile:
-        remember(_cookie_values(Path(cookiefile)))
-
-
-def _cookie_values(path: Path) -> Iterator[str]:
-    """The values of a Netscape cookie file (``#HttpOnly_`` lines are cookies too)."""
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("#") and not line.startswith("#HttpOnly_"):
-            continue
-        fields = line.split("\t")
-        if len(fields) >= 7:
-            yield fields[6].strip()

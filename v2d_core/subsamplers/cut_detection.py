@@ -11,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
-
-from scenedetect import ContentDetector
-from scenedetect.common import FrameTimecode
+from typing import TYPE_CHECKING, Any
 
 from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
@@ -23,6 +20,9 @@ from v2d_core.subsamplers.base import Subsampler
 from v2d_core.subsamplers.media import media_info
 from v2d_core.subsamplers.runner import read_frames
 from v2d_core.subsamplers.settings import CutDetectionArgs
+
+if TYPE_CHECKING:
+    from scenedetect import ContentDetector
 
 ANALYSIS_WIDTH = 64  # frames are downscaled by an integer factor to about this width
 
@@ -36,11 +36,15 @@ class _Track:
     cuts: list[int] = field(default_factory=list)
 
     def feed(self, index: int, fps: float, frame: Any) -> None:
+        from scenedetect.common import FrameTimecode
+
         if index % self.stride == 0:
             found = self.detector.process_frame(FrameTimecode(index, fps), frame)
             self.cuts += [cut.frame_num for cut in found]
 
     def finish(self, last_index: int, fps: float) -> None:
+        from scenedetect.common import FrameTimecode
+
         self.cuts += [cut.frame_num for cut in self.detector.post_process(FrameTimecode(last_index, fps))]
 
 
@@ -82,6 +86,8 @@ def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MA
 
 
 def _track(args: CutDetectionArgs, stride: int) -> _Track:
+    from scenedetect import ContentDetector  # with the first video to cut: scenedetect loads OpenCV
+
     return _Track(ContentDetector(threshold=args.threshold, min_scene_len=args.min_scene_len), stride)
 
 

@@ -17,6 +17,13 @@ from v2d_core.subsamplers.clips import Span
 from v2d_core.subsamplers.settings import AudioRateArgs, FrameArgs, ResolutionArgs
 
 IMAGE_FORMATS = ("jpg", "jpeg", "png", "webp")
+# audio codecs each output container takes as they are (a stream copy); others are re-encoded
+COPYABLE_AUDIO = {
+    "mp4": frozenset({"aac", "mp3", "alac", "opus", "flac", "ac3", "eac3"}),
+    "mov": frozenset({"aac", "mp3", "alac", "pcm_s16le", "ac3", "eac3"}),
+    "webm": frozenset({"opus", "vorbis"}),
+    "mkv": frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3", "alac", "pcm_s16le"}),
+}
 
 
 def resize(stream: ffmpeg.nodes.FilterableStream, args: ResolutionArgs) -> ffmpeg.nodes.FilterableStream:
@@ -85,6 +92,11 @@ def trim_audio(
     """The clip ``span`` of an audio stream whose time 0 is ``window.start``."""
     trimmed = stream.filter("atrim", start=span.start - window.start, end=span.end - window.start)
     return trimmed.filter("asetpts", "PTS-STARTPTS")
+
+
+def copies_audio(codec: str | None, ext: str) -> bool:
+    """Whether an audio stream in ``codec`` goes into a ``.{ext}`` file without re-encoding."""
+    return codec in COPYABLE_AUDIO.get(ext, frozenset())
 
 
 def video_output_options(frame: FrameArgs | None, ext: str) -> dict[str, Any]:

@@ -24,14 +24,19 @@ DEADLINE_CHECK_PACKETS = 256
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    """Duration (s), first video stream's size and average frame rate, and whether audio exists."""
+    """Duration (s), first video stream's size and average frame rate, and the first audio
+    stream's codec name (None without audio)."""
 
     duration: float | None
     width: int = 0
     height: int = 0
     fps: Fraction | None = None
     has_video: bool = False
-    has_audio: bool = False
+    audio_codec: str | None = None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
 
 
 def _open(path: Path, what: str) -> av.container.InputContainer:
@@ -45,9 +50,11 @@ def media_info(path: Path, what: str = "media") -> MediaInfo:
     """Summarise ``path``; an unreadable file raises :class:`FFmpegError`."""
     with _open(path, what) as container:
         duration = container.duration / av.time_base if container.duration else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        audio_codec = (audio.codec_context.name or "unknown") if audio is not None else None
         video = container.streams.video[0] if container.streams.video else None
         if video is None:
-            return MediaInfo(duration=duration, has_audio=bool(container.streams.audio))
+            return MediaInfo(duration=duration, audio_codec=audio_codec)
         rate = video.average_rate or video.base_rate or video.guessed_rate
         return MediaInfo(
             duration=duration,
@@ -55,7 +62,7 @@ def media_info(path: Path, what: str = "media") -> MediaInfo:
             height=video.codec_context.height,
             fps=Fraction(rate) if rate else None,
             has_video=True,
-            has_audio=bool(container.streams.audio),
+            audio_codec=audio_codec,
         )
 
 

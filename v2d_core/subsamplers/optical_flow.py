@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from v2d_core.config import DEFAULT_MAX_PIXELS
@@ -99,6 +98,8 @@ class OpticalFlowSubsampler(Subsampler):
     def _flow(self, frames: Iterable[np.ndarray], factor: float) -> tuple[np.ndarray, list[float]]:
         """The flow between consecutive frames in ``dtype`` (converted as it goes, to bound memory),
         and each pair's mean magnitude (computed in float32)."""
+        import cv2  # OpenCV loads with the first flow computed
+
         flows, magnitudes = [], []
         previous = None
         for frame in frames:

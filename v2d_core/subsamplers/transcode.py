@@ -4,7 +4,8 @@ For one sample, a single ffmpeg invocation built with ffmpeg-python reads the
 ``video`` file (and the ``audio`` file, when the sample has one), decodes each once,
 and writes every output: the video through fps -> scale -> crop -> pad, the audio
 resampled. Nothing is encoded twice; a modality nobody asked to change is left
-untouched, and cutting without any re-encoding setting is a stream copy.
+untouched (a stream copy: the audio inside a resized video is copied when the output
+container takes its codec), and cutting without any re-encoding setting is a stream copy.
 
 Clips: consecutive clips (at most ``MAX_CLIPS_PER_PROCESS``, each starting within
 ``MAX_GAP_SECONDS`` of the previous ones' end) share one process: the input is seeked
@@ -179,11 +180,14 @@ class TranscodeSubsampler(Subsampler):
             video = video.filter("fps", fps=str(rate))
         if self.resolution is not None:
             video = filters.resize(video, self.resolution)
+        options = filters.video_output_options(self.frame, self.video_ext)
         keeps_audio = self.frame is None or self.frame.downsample_method == "fps"
         audios: list[ffmpeg.nodes.FilterableStream | None] = [None] * len(spans)
         if info.has_audio and keeps_audio and self.video_ext not in filters.IMAGE_FORMATS:
-            audios = _split(_from_zero(source.audio, window, "asetpts"), len(spans), "asplit")  # type: ignore[assignment]
-        options = filters.video_output_options(self.frame, self.video_ext)
+            if window is None and filters.copies_audio(info.audio_codec, self.video_ext):
+                audios, options["c:a"] = [source["a:0"]], "copy"  # nothing changes the audio
+            else:
+                audios = _split(_from_zero(source.audio, window, "asetpts"), len(spans), "asplit")  # type: ignore[assignment]
         outputs = []
         for span, branch, sound, target in zip(
             spans, _split(video, len(spans), "split"), audios, targets, strict=True

@@ -20,19 +20,13 @@ import pyarrow.parquet as pq
 
 from v2d_core.errors import InputError
 from v2d_core.redact import redact_url
-from v2d_core.sample import Sample, Status
+from v2d_core.sample import STATUS_COLUMNS, Sample, Status
 from v2d_core.shards import ShardLayout, ShardStats
 from v2d_core.shards.commit import TempOutputs
 from v2d_core.writers.base import ShardTarget, ShardWriter
 
-STATUS_FIELDS = (
-    pa.field("key", pa.string()),
-    pa.field("status", pa.string()),
-    pa.field("error_message", pa.string()),
-    pa.field("metadata", pa.string()),
-    pa.field("error_transient", pa.bool_()),
-)
-RESERVED_COLUMNS = tuple(field.name for field in STATUS_FIELDS)
+STATUS_TYPES = (pa.string(), pa.string(), pa.string(), pa.string(), pa.bool_())
+STATUS_FIELDS = tuple(pa.field(name, kind) for name, kind in zip(STATUS_COLUMNS, STATUS_TYPES, strict=True))
 
 
 def _json_safe(value: Any) -> Any:
