@@ -78,7 +78,7 @@ def write_dataset(folder: Path, url_list: Path, output_root: Path, args: argpars
 def run_backfill(datasets: Path, home: Path, timeout: float) -> dict[str, float]:
     """Plan the shards, launch a backfill of all of them through GraphQL; time it."""
     home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     partitions = plan_dataset(home, datasets, NAME)
     with LocalDagster(home, datasets) as dagster:
         started, launched_at = time.perf_counter(), time.time()

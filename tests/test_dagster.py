@@ -79,7 +79,7 @@ def events(result: dg.ExecuteInProcessResult, kind: str) -> list[Any]:
 
 
 def test_the_shipped_example_dataset_loads() -> None:
-    (example,) = load_datasets(REPO / "datasets")
+    (example,) = load_datasets(REPO / "v2d_dagster" / "defs")
     assert example.name == "example"
     job = example.job("download")
     assert job.config.storage.number_sample_per_shard == 3
@@ -88,7 +88,7 @@ def test_the_shipped_example_dataset_loads() -> None:
 
 
 def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("V2D_DATASETS_DIR", str(REPO / "datasets"))
+    monkeypatch.delenv("V2D_DATASETS_DIR", raising=False)  # the dg project's defs folder
     module = importlib.reload(importlib.import_module("v2d_dagster.definitions"))
     dg.Definitions.validate_loadable(module.defs)
     keys = module.defs.resolve_asset_graph().get_all_asset_keys()

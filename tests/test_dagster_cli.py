@@ -19,7 +19,7 @@ def test_dagster_cli_materializes_one_partition(tmp_path: Path, media_server: Me
     datasets = write_dataset(tmp_path / "datasets", media_server)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
         # the project's dagster.yaml: SQLite storage in DAGSTER_HOME, a queue of at most 2 runs
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"

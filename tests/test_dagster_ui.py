@@ -70,7 +70,7 @@ def test_launch_one_partition_from_the_ui_and_see_it_succeed(
     datasets = write_dataset(tmp_path / "datasets", media_server)
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     assert plan_dataset(home, datasets, "clips") == ["00000", "00001", "00002"]
     expect = sync_api.expect
 
