@@ -99,7 +99,13 @@ def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.Monke
         "example/shard_inputs",
         "example/shard_plan",
     ]
-    assert sorted(sensor.name for sensor in module.defs.sensors) == ["example_automation", "example_url_list"]
+    assert sorted(sensor.name for sensor in module.defs.sensors) == [
+        "example_automation",
+        "example_download_relaunch_failed",
+        "example_downsample_relaunch_failed",
+        "example_optical_flow_relaunch_failed",
+        "example_url_list",
+    ]
     assert [schedule.name for schedule in module.defs.schedules] == ["example_downsample_schedule"]
 
 
