@@ -2,17 +2,19 @@
 
 Two datasets, so the run part stays small:
 
-- ``scale``: a 10M-row url list (parquet) in 1,000-row shards = 10,000 shards. Measured: the
-  ``shard_plan`` materialization (cut the list into 10,000 shard files, register 10,000 dynamic
-  partitions, report each shard's input version) and loading the definitions, each in its own
-  process with its peak memory (VmHWM); then ``dagster dev`` and the asset's Partitions page in
-  headless chromium (Playwright): seconds from navigation until the page lists the 10,000
-  partitions and answers a filter.
+- ``scale``: a 10M-row url list (parquet) in 1,000-row shards = 10,000 shards. Measured, each
+  in its own process with its peak memory (VmHWM): planning (cut the list into 10,000 shard
+  files and the manifest), registering the 10,000 dynamic partitions, loading the definitions;
+  the ``shard_plan`` asset itself (which also writes a shard_inputs event pair per shard) on a
+  ``sample`` dataset of ``--asset-shards`` shards; then ``dagster dev`` and the asset's
+  Partitions page in headless chromium (Playwright): seconds from navigation until the page
+  counts the 10,000 partitions, and until a name filter shows the last one.
 - ``tiny``: 10,000 one-row shards of a dummy workload (each url is refused at once by
   127.0.0.1:9, output format ``dummy``). A backfill of all 10,000 partitions is launched through
-  GraphQL; measured: the runs the daemon creates (expected ceil(10,000 / shards_per_run)), the
-  seconds until all are created and until all partitions are materialized, and the daemon's
-  memory (RSS) sampled every 2 s.
+  GraphQL and watched for ``--window`` seconds: the runs the daemon creates (expected
+  ceil(10,000 / shards_per_run)), the seconds until all are created, the partitions
+  materialized, and the daemon's memory (RSS) sampled every 2 s. Each figure is printed as
+  soon as it is measured.
 
     python benchmark/scale_10k.py                       # all of it
     python benchmark/scale_10k.py --skip-backfill       # plan, load, page only
@@ -45,11 +47,24 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PHASE = r"""
 import json, sys, time
 started = time.perf_counter()
-from v2d_dagster.testing import plan_dataset
-from v2d_dagster.factory import build_definitions
 from pathlib import Path
+import dagster as dg
+from v2d_dagster.plan import cut_plan, save_plan
+from v2d_dagster.spec import load_datasets
+from v2d_dagster.factory import build_definitions
+from v2d_dagster.testing import plan_dataset
 phase, home, datasets, name = sys.argv[1:5]
-if phase == "plan":
+(dataset,) = [d for d in load_datasets(datasets) if d.name == name]
+if phase == "cut":  # planning: the url list cut into shard files and the manifest
+    plan = cut_plan(dataset.plan_job(), dataset.shard_input_dir)
+    save_plan(plan, dataset.shard_input_dir)
+    result = {"shards": len(plan.shards)}
+elif phase == "register":  # the shards as dynamic partitions of the instance
+    with dg.DagsterInstance.from_config(home) as instance:
+        keys = sorted(cut.name for cut in Path(dataset.shard_input_dir).glob("*.arrow"))
+        instance.add_dynamic_partitions(f"{name}_shards", [Path(k).stem for k in keys])
+        result = {"partitions": len(instance.get_dynamic_partitions(f"{name}_shards"))}
+elif phase == "asset":  # the shard_plan asset: cut, register, one shard_inputs event pair per shard
     result = {"partitions": len(plan_dataset(Path(home), Path(datasets), name))}
 else:
     defs = build_definitions(datasets)
@@ -178,7 +193,10 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=1000)
     parser.add_argument("--tiny-shards", type=int, default=10_000)
     parser.add_argument("--shards-per-run", type=int, default=500)
-    parser.add_argument("--backfill-timeout", type=float, default=1800)
+    parser.add_argument(
+        "--window", type=float, default=600, help="seconds to watch the backfill (it may go on after)"
+    )
+    parser.add_argument("--asset-shards", type=int, default=200, help="shards of the shard_plan asset sample")
     parser.add_argument("--skip-backfill", action="store_true")
     args = parser.parse_args()
 
@@ -191,13 +209,9 @@ def main() -> None:
         shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
         started = time.perf_counter()
         big = write_url_list(root / "urls_10m.parquet", args.rows)
-        results: dict[str, Any] = {
-            "url_list_rows": args.rows,
-            "url_list_write_s": time.perf_counter() - started,
-        }
-        write_dataset(
-            datasets, "scale", big, {"output_format": "webdataset", "number_sample_per_shard": args.per_shard}
-        )
+        results: dict[str, Any] = {"rows": args.rows, "url_list_write_s": time.perf_counter() - started}
+        big_download = {"output_format": "webdataset", "number_sample_per_shard": args.per_shard}
+        write_dataset(datasets, "scale", big, big_download)
         tiny = write_url_list(root / "urls_tiny.parquet", args.tiny_shards)
         write_dataset(
             datasets,
@@ -212,21 +226,27 @@ def main() -> None:
                 "timeout": 1,
             },
         )
-        results["plan_and_register"] = phase("plan", home, datasets, "scale")
-        results["load_definitions"] = phase("load", home, datasets, "scale")
-        tiny_plan = phase("plan", home, datasets, "tiny")
-        results["tiny_plan_and_register"] = tiny_plan
+        sample = write_url_list(root / "urls_sample.parquet", args.asset_shards * args.per_shard)
+        write_dataset(datasets, "sample", sample, big_download)
+
+        def record(key: str, value: Any) -> None:
+            results[key] = value
+            print(json.dumps({key: value}), flush=True)
+
+        record("plan_cut", phase("cut", home, datasets, "scale"))
+        record("plan_register", phase("register", home, datasets, "scale"))
+        record("load_definitions", phase("load", home, datasets, "scale"))
+        record("shard_plan_asset_sample", phase("asset", home, datasets, "sample"))
+        record("tiny_cut", phase("cut", home, datasets, "tiny"))
+        record("tiny_register", phase("register", home, datasets, "tiny"))
         with LocalDagster(home, datasets) as dagster:
             if CHROMIUM:
                 shards = math.ceil(args.rows / args.per_shard)
-                results["partitions_page"] = partitions_page(dagster, root / "chromium", "scale", shards)
+                record("partitions_page", partitions_page(dagster, root / "chromium", "scale", shards))
             if not args.skip_backfill:
                 partitions = [f"{i:05d}" for i in range(args.tiny_shards)]
-                results["backfill"] = backfill(
-                    dagster, "tiny", partitions, args.shards_per_run, args.backfill_timeout
-                )
-        results["load_average"] = list(psutil.getloadavg())
-        print(json.dumps(results, indent=1))
+                record("backfill", backfill(dagster, "tiny", partitions, args.shards_per_run, args.window))
+        record("load_average", list(psutil.getloadavg()))
 
 
 if __name__ == "__main__":
