@@ -101,7 +101,7 @@ def write_constraints(path: Path = CONSTRAINTS) -> None:
 
 def image_venv(folder: Path, distributions: Mapping[str, Any]) -> Path:
     """A virtualenv (no system site-packages) holding exactly ``distributions``, linked from their
-    installed files; its python."""
+    installed files, and the project's source tree; its python."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(folder)
     python = folder / "bin" / "python"
     site = subprocess.run(
@@ -110,7 +110,11 @@ def image_venv(folder: Path, distributions: Mapping[str, Any]) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
+    # the project itself from its source tree, as the image's `pip install .` copies it
+    (Path(site) / f"{PROJECT}.pth").write_text(f"{DEPLOY.parent}\n")
     for name, dist in distributions.items():
+        if name == PROJECT:
+            continue
         if dist.files is None:
             raise SystemExit(f"{name} has no RECORD: cannot tell its files")
         for file in dist.files:
