@@ -26,7 +26,7 @@ def test_dagster_cli_materializes_one_partition(tmp_path: Path, media_server: Me
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        # the project's dagster.yaml: SQLite storage in DAGSTER_HOME, a queue of at most 2 runs
+        # deploy/dagster.yaml: SQLite storage in DAGSTER_HOME, a queue of at most 2 runs
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
