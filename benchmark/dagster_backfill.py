@@ -2,7 +2,7 @@
 
 Both download the same N urls (from one server process on 127.0.0.1) into webdataset shards.
 The CLI runs every shard on one local process pool. Dagster runs ``dagster dev`` (webserver
-plus daemon, the project's dagster.yaml: a run queue of at most 2 runs), the dataset's
+plus daemon, deploy/dagster.yaml: a run queue of at most 2 runs), the dataset's
 shard_plan is materialized, then a backfill of every shard is launched through GraphQL; the
 backfill policy batches ``--shards-per-run`` shards per run and each run processes them on
 its own pool of ``--processes`` // 2 processes, so both sides run ``--processes`` shards at once.
@@ -79,7 +79,7 @@ def write_dataset(folder: Path, url_list: Path, output_root: Path, args: argpars
 def run_backfill(datasets: Path, home: Path, timeout: float) -> dict[str, float]:
     """Plan the shards, launch a backfill of all of them through GraphQL; time it."""
     home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     partitions = plan_dataset(home, datasets, NAME)
     with LocalDagster(home, datasets) as dagster:
         started, launched_at = time.perf_counter(), time.time()

@@ -255,7 +255,7 @@ def test_dagster_run_killed_at_each_point_resumes_without_loss(
     datasets = dagster_dataset(tmp_path / "datasets", media_server, tmp_path / "work")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     env = {"DAGSTER_HOME": str(home), "V2D_DATASETS_DIR": str(datasets)}
     assert plan_dataset(home, datasets, "crash") == ["00000", "00001", "00002", "00003"]
     partition = f"{seed % 4:05d}"

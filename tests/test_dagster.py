@@ -81,7 +81,7 @@ def events(result: dg.ExecuteInProcessResult, kind: str) -> list[Any]:
 
 
 def test_the_shipped_example_dataset_loads() -> None:
-    (example,) = load_datasets(REPO / "datasets")
+    (example,) = load_datasets(REPO / "v2d_dagster" / "defs")
     assert example.name == "example"
     job = example.job("download")
     assert job.config.storage.number_sample_per_shard == 3
@@ -90,7 +90,7 @@ def test_the_shipped_example_dataset_loads() -> None:
 
 
 def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("V2D_DATASETS_DIR", str(REPO / "datasets"))
+    monkeypatch.delenv("V2D_DATASETS_DIR", raising=False)  # the dg project's defs folder
     module = importlib.reload(importlib.import_module("v2d_dagster.definitions"))
     dg.Definitions.validate_loadable(module.defs)
     keys = module.defs.resolve_asset_graph().get_all_asset_keys()
@@ -101,7 +101,13 @@ def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.Monke
         "example/shard_inputs",
         "example/shard_plan",
     ]
-    assert sorted(sensor.name for sensor in module.defs.sensors) == ["example_automation", "example_url_list"]
+    assert sorted(sensor.name for sensor in module.defs.sensors) == [
+        "example_automation",
+        "example_download_relaunch_failed",
+        "example_downsample_relaunch_failed",
+        "example_optical_flow_relaunch_failed",
+        "example_url_list",
+    ]
     assert [schedule.name for schedule in module.defs.schedules] == ["example_downsample_schedule"]
 
 

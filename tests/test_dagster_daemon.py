@@ -28,7 +28,7 @@ def test_daemon_backfill_through_graphql_materializes_every_shard_in_batches(
     datasets = write_dataset(tmp_path / "datasets", media_server, shards_per_run=2, processes_count=2)
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     partitions = plan_dataset(home, datasets, "clips")
     assert partitions == ["00000", "00001", "00002"]
 
@@ -51,7 +51,7 @@ def test_appended_rows_become_a_shard_that_flows_down_the_stages_without_a_click
     (datasets / "reels.yaml").write_text(yaml.safe_dump(spec | {"automation_interval_seconds": 1}))
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     assert plan_dataset(home, datasets, "reels") == ["00000", "00001"]
 
     with LocalDagster(home, datasets) as dagster:

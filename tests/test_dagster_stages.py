@@ -88,11 +88,19 @@ def test_the_stage_graph_and_its_automation(tmp_path: Path, long_media: MediaSer
         "reels/optical_flow": (["reels/download"], "reels_shards", "eager"),
     }
     sensors = {sensor.name: sensor.default_status.value for sensor in defs.sensors}
-    assert sensors == {"reels_automation": "STOPPED", "reels_url_list": "STOPPED"}  # automation: false
+    assert sensors == {  # automation: false
+        "reels_automation": "STOPPED",
+        "reels_url_list": "STOPPED",
+        **{
+            f"reels_{stage}_relaunch_failed": "STOPPED"
+            for stage in ("download", "downsample", "optical_flow")
+        },
+    }
     (schedule,) = defs.schedules
     assert (schedule.name, schedule.cron_schedule) == ("reels_downsample_schedule", "0 3 * * 0")
     running = build_definitions(str(write_reels(tmp_path / "on", long_media, automation=True)))
-    assert {sensor.default_status.value for sensor in running.sensors} == {"RUNNING"}
+    automatic = [sensor for sensor in running.sensors if not sensor.name.endswith("_relaunch_failed")]
+    assert {sensor.default_status.value for sensor in automatic} == {"RUNNING"}
     assert {schedule.default_status.value for schedule in running.schedules} == {"RUNNING"}
 
 

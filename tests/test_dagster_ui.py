@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from tests.helpers import stats
@@ -70,7 +71,7 @@ def test_launch_one_partition_from_the_ui_and_see_it_succeed(
     datasets = write_dataset(tmp_path / "datasets", media_server)
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     assert plan_dataset(home, datasets, "clips") == ["00000", "00001", "00002"]
     expect = sync_api.expect
 
@@ -112,3 +113,26 @@ def test_launch_one_partition_from_the_ui_and_see_it_succeed(
 
 
 FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+
+
+@pytest.mark.timeout(300)
+def test_partitions_page_of_a_10000_shard_stage(tmp_path: Path, media_server: MediaServer) -> None:
+    if CHROMIUM is None:
+        pytest.skip("the browser test needs chromium on PATH: apt-get install -y chromium")
+    datasets = write_dataset(tmp_path / "datasets", media_server)
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # 10,000 shard ids, as a plan registers them
+        instance.add_dynamic_partitions("clips_shards", [f"{i:05d}" for i in range(10_000)])
+    expect = sync_api.expect
+
+    with LocalDagster(home, datasets) as dagster, chromium_page(tmp_path / "chromium-profile") as page:
+        dagster.graphql("mutation { setNuxSeen }")
+        page.goto(f"{dagster.url}/assets/clips/download?view=partitions")
+        expect(page.get_by_text(re.compile(r"Missing \(10,?000\)")).first).to_be_visible()
+        expect(page.get_by_text("Failed (0)")).to_be_visible()  # the status filter a user narrows to
+        page.get_by_placeholder(re.compile("Filter by name")).fill("09999")
+        expect(page.get_by_text("09999", exact=True).first).to_be_visible()
+        expect(page.get_by_text("00000", exact=True)).to_have_count(0)
+        page.screenshot(path=str(tmp_path / "partitions_10k.png"))

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dagster as dg
@@ -41,6 +43,7 @@ from dagster_k8s.job import (
     get_k8s_job_name,
     get_user_defined_k8s_config,
 )
+from packaging.requirements import Requirement
 
 from v2d_core.errors import ConfigError
 from v2d_dagster.factory import build_definitions
@@ -452,3 +455,156 @@ def test_unknown_executor_is_a_clear_error(datasets: Path) -> None:
     assert (
         "V2D_EXECUTOR='celery' is not an executor; choose from in_process, multiprocess, k8s" in done.stderr
     )
+
+
+# -- the image's dependency set -----------------------------------------------------------------
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of deploy/ imported as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+image_requirements = load_script(DEPLOY / "image_requirements.py")
+
+
+@pytest.fixture(scope="module")
+def image_set() -> dict[str, Any]:
+    return image_requirements.image_distributions()
+
+
+def test_every_package_of_the_image_is_pinned(image_set: dict[str, Any]) -> None:
+    pinned = image_requirements.read_constraints()
+    wanted = image_requirements.pins(image_set)
+    missing = sorted(set(wanted) - set(pinned))
+    assert not missing, f"not in deploy/constraints.txt (python deploy/image_requirements.py pin): {missing}"
+    # the packages v2d names itself are pinned at the version the tests run (transitive ones may
+    # drift on a shared machine; the image still gets their pins)
+    direct = {Requirement(text).name.lower() for text in image_set["v2d"].requires or []}
+    differ = {
+        name: (pinned[name], wanted[name]) for name in direct & set(wanted) if pinned[name] != wanted[name]
+    }
+    assert not differ, f"pinned vs tested: {differ}"
+    # what the instance config and the pods need is in the set; the GUI build of OpenCV is not
+    needed = {"dagster-postgres", "psycopg2-binary", "dagster-k8s", "s3fs", "opencv-python-headless"}
+    assert needed <= set(wanted)
+    assert "opencv-python" not in wanted
+
+
+def test_dockerfile_installs_the_image_extra_under_the_constraints() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY deploy/constraints.txt ./deploy/constraints.txt" in dockerfile
+    assert 'pip install -c deploy/constraints.txt ".[image]"' in dockerfile
+    for replaced, replacement in image_requirements.REPLACED.items():
+        assert f"pip uninstall -y {replaced}" in dockerfile
+        assert f"--force-reinstall -c deploy/constraints.txt {replacement}" in dockerfile
+    dataset_dir = values_env()["V2D_DATASETS_DIR"]
+    assert f"V2D_DATASETS_DIR={dataset_dir}" in dockerfile
+    assert "COPY v2d_dagster ./v2d_dagster" in dockerfile and dataset_dir == "/opt/v2d/v2d_dagster/defs"
+
+
+def values_env() -> dict[str, str]:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    return dict(values["dagster-user-deployments"]["deployments"][0]["env"])
+
+
+def chart_instance_config(values: dict[str, Any]) -> dict[str, Any]:
+    """The instance the chart's ConfigMap gives every pod (helpers/instance/*.tpl), from ``values``."""
+    postgres = values["postgresql"]
+    return {
+        "storage": {
+            "postgres": {
+                "postgres_db": {
+                    "hostname": postgres["postgresqlHost"],
+                    "port": postgres["service"]["port"],
+                    "username": postgres["postgresqlUsername"],
+                    "password": {"env": "DAGSTER_PG_PASSWORD"},
+                    "db_name": postgres["postgresqlDatabase"],
+                }
+            }
+        },
+        "run_launcher": {"module": "dagster_k8s", "class": values["runLauncher"]["type"]},
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": values["dagsterDaemon"]["runCoordinator"]["type"],
+        },
+        "scheduler": {"module": "dagster.core.scheduler", "class": "DagsterDaemonScheduler"},
+        "compute_logs": {
+            "module": "dagster.core.storage.noop_compute_log_manager",
+            "class": "NoOpComputeLogManager",
+        },
+    }
+
+
+def pod_commands(download_run: dg.DagsterRun) -> list[list[str]]:
+    """The container command lines of the run pod and the step pod, as dagster-k8s renders them."""
+    run_args = ExecuteRunArgs(download_run.job_code_origin, download_run.run_id, None, True)
+    step_args = ExecuteStepArgs(download_run.job_code_origin, download_run.run_id, [STEP])
+    return [run_args.get_command_args(), step_args.get_command_args(skip_serialized_namedtuple=True)]
+
+
+def probe_image_venv(
+    tmp_path: Path, distributions: dict[str, Any], instance: dict[str, Any], commands: list[list[str]]
+) -> subprocess.CompletedProcess[str]:
+    """Build a venv of exactly ``distributions`` and probe, in it, what ``instance`` and ``commands`` load."""
+    python = image_requirements.image_venv(tmp_path / "venv", distributions)
+    datasets = write_dataset(tmp_path / "datasets")
+    request = {
+        "instance": instance,
+        "commands": commands,
+        "env": {**values_env(), "V2D_DATASETS_DIR": str(datasets)},
+        "code_module": "v2d_dagster.definitions",
+        "filesystems": ["s3"],
+        "modules": ["cv2", "av", "scenedetect"],
+    }
+    (tmp_path / "probe.json").write_text(json.dumps(request))
+    script = DEPLOY / "image_requirements.py"
+    return subprocess.run(
+        [str(python), "-I", str(script), "probe", str(tmp_path / "probe.json")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("instance_file", ["chart", "dagster-postgres.yaml"])
+def test_image_venv_loads_what_the_instance_config_and_pod_commands_name(
+    tmp_path: Path,
+    values: dict[str, Any],
+    kubeconfig: Path,
+    download_run: dg.DagsterRun,
+    image_set: dict[str, Any],
+    instance_file: str,
+) -> None:
+    commands = pod_commands(download_run)
+    assert [command[:3] for command in commands] == [
+        ["dagster", "api", "execute_run"],
+        ["dagster", "api", "execute_step"],
+    ]
+    instance = (
+        chart_instance_config(values)
+        if instance_file == "chart"
+        else yaml.safe_load((DEPLOY / instance_file).read_text())
+    )
+    done = probe_image_venv(tmp_path, image_set, instance, commands)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_image_venv_without_dagster_postgres_fails_the_probe(
+    tmp_path: Path,
+    values: dict[str, Any],
+    kubeconfig: Path,
+    download_run: dg.DagsterRun,
+    image_set: dict[str, Any],
+) -> None:
+    without = {name: dist for name, dist in image_set.items() if name != "dagster-postgres"}
+    done = probe_image_venv(tmp_path, without, chart_instance_config(values), pod_commands(download_run))
+    assert done.returncode == 1
+    assert "instance config: dagster_postgres.PostgresRunStorage: ModuleNotFoundError" in done.stdout
+    assert "No module named 'dagster_postgres'" in done.stdout

@@ -316,7 +316,7 @@ def planned(tmp_path: Path, media_server: MediaServer) -> tuple[Path, Path]:
     (datasets / "clips.yaml").write_text(yaml.safe_dump(spec))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     assert sorted(plan_dataset(home, datasets, "clips")) == ["00000", "00001", "00002", "00003"]
     return datasets, home
 

@@ -1,4 +1,4 @@
-"""Serve the example dataset's videos on 127.0.0.1 so ``datasets/example.yaml`` works offline.
+"""Serve the example dataset's videos on 127.0.0.1 so ``v2d_dagster/defs/example`` works offline.
 
     python -m v2d_dagster.example_media            # 8 generated videos at http://127.0.0.1:8765/files/
 

@@ -1,5 +1,6 @@
 """Build each dataset's assets from its spec: ``shard_plan`` then one shard-partitioned asset per stage,
-the dataset's sensors and schedules (:mod:`v2d_dagster.automation`), and one job per stage
+the dataset's sensors and schedules (:mod:`v2d_dagster.automation`), a sensor per stage that
+relaunches its failed shards (:mod:`v2d_dagster.relaunch`), and one job per stage
 (``{dataset}_{stage}``) that runs a range of shards in one run from the command line (Slurm).
 
 Adding a stage is one module under ``assets/`` with a builder taking ``(dataset, partitions)``
@@ -8,7 +9,7 @@ and one entry in :data:`STAGE_BUILDERS` (and its kind in :data:`v2d_dagster.spec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -21,6 +22,7 @@ from v2d_dagster.assets.shard_stage import stage_key
 from v2d_dagster.assets.subset import build_subset
 from v2d_dagster.automation import build_automation
 from v2d_dagster.executor import select_executor
+from v2d_dagster.relaunch import build_relaunch_sensor
 from v2d_dagster.spec import DatasetSpec, load_datasets
 
 StageBuilder = Callable[[DatasetSpec, dg.PartitionsDefinition], dg.AssetsDefinition]
@@ -49,12 +51,7 @@ def build_dataset_assets(dataset: DatasetSpec) -> list[dg.AssetsDefinition]:
     return assets
 
 
-def build_assets(datasets: Sequence[DatasetSpec]) -> list[dg.AssetsDefinition]:
-    """Every dataset's assets."""
-    return [asset for dataset in datasets for asset in build_dataset_assets(dataset)]
-
-
-def build_stage_jobs(datasets: Sequence[DatasetSpec]) -> list[dg.UnresolvedAssetJobDefinition]:
+def build_stage_jobs(dataset: DatasetSpec) -> list[dg.UnresolvedAssetJobDefinition]:
     """``{dataset}_{stage}`` for every stage: with the partition range tags, one run over a range of
     shards, as a backfill run does (``dagster job execute -j clips_download --tags ...``)."""
     return [
@@ -63,28 +60,32 @@ def build_stage_jobs(datasets: Sequence[DatasetSpec]) -> list[dg.UnresolvedAsset
             selection=dg.AssetSelection.assets(stage_key(dataset, stage)),
             description=f"{dataset.name}/{stage} over the shards its run's partition (range) tags name.",
         )
-        for dataset in datasets
         for stage in dataset.stages
     ]
+
+
+def build_dataset_definitions(dataset: DatasetSpec) -> dg.Definitions:
+    """One dataset's assets, sensors, schedules and stage jobs (what its component builds)."""
+    try:
+        sensors, schedules = build_automation(dataset)
+    except dg.DagsterInvalidDefinitionError as error:  # a bad cron string, say
+        raise ConfigError(f"{dataset.source_file}: {error}") from None
+    relaunch = [build_relaunch_sensor(dataset, stage, shard_partitions(dataset)) for stage in dataset.stages]
+    return dg.Definitions(
+        assets=build_dataset_assets(dataset),
+        sensors=[*sensors, *relaunch],
+        schedules=schedules,
+        jobs=build_stage_jobs(dataset),
+    )
+
+
+def with_executor(*parts: dg.Definitions) -> dg.Definitions:
+    """``parts`` merged, with v2d's executor: a run is one step (a batch of shards), by default run in
+    the run's own process, which saves a process start per run; V2D_EXECUTOR=k8s gives each step a pod."""
+    return dg.Definitions.merge(dg.Definitions(executor=select_executor()), *parts)
 
 
 def build_definitions(datasets_dir: str | None = None) -> dg.Definitions:
     """Definitions for the datasets in ``datasets_dir`` (default: ``$V2D_DATASETS_DIR`` or ``./datasets``)."""
     datasets = load_datasets(datasets_dir)
-    sensors, schedules = [], []
-    for dataset in datasets:
-        try:
-            dataset_sensors, dataset_schedules = build_automation(dataset)
-        except dg.DagsterInvalidDefinitionError as error:  # a bad cron string, say
-            raise ConfigError(f"{dataset.source_file}: {error}") from None
-        sensors += dataset_sensors
-        schedules += dataset_schedules
-    return dg.Definitions(
-        assets=build_assets(datasets),
-        sensors=sensors,
-        schedules=schedules,
-        jobs=build_stage_jobs(datasets),
-        # A run is one step (a batch of shards): by default it runs in the run's own process,
-        # which saves a process start per run; V2D_EXECUTOR=k8s gives each step its own pod.
-        executor=select_executor(),
-    )
+    return with_executor(*(build_dataset_definitions(dataset) for dataset in datasets))

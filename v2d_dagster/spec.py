@@ -284,14 +284,19 @@ def datasets_dir() -> Path:
 
 
 def load_datasets(folder: str | os.PathLike[str] | None = None) -> list[DatasetSpec]:
-    """Every ``*.yaml`` / ``*.yml`` dataset in ``folder``, sorted by name; names must be unique."""
+    """Every dataset in ``folder``, sorted by name; names must be unique.
+
+    A dataset is a ``*.yaml`` / ``*.yml`` file, or a ``{dataset}/defs.yaml`` Dagster component
+    instance (a folder of the ``dg`` project's defs) whose ``attributes`` hold the same keys.
+    """
     root = Path(folder) if folder is not None else datasets_dir()
     if not root.is_dir():
         raise ConfigError(
             f"dataset folder {root.resolve()} does not exist; "
             f"set {DATASETS_DIR_ENV} to a folder of dataset YAML files"
         )
-    specs = [load_dataset(path) for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")])]
+    files = sorted([*root.glob("*.yaml"), *root.glob("*.yml"), *root.glob(f"*/{COMPONENT_FILE}")])
+    specs = [load_dataset(path) for path in files]
     seen: dict[str, str | None] = {}
     for spec in specs:
         if spec.name in seen:
@@ -303,17 +308,31 @@ def load_datasets(folder: str | os.PathLike[str] | None = None) -> list[DatasetS
 
 
 DATASET_KEYS = {f.name for f in dataclasses.fields(DatasetSpec)} - {"source_file"}
+COMPONENT_FILE = "defs.yaml"
+COMPONENT_TYPE = "v2d_dagster.components.Dataset"
 
 
 def load_dataset(path: str | os.PathLike[str]) -> DatasetSpec:
-    """Read one dataset file; every error names the file."""
+    """Read one dataset file (or component instance's ``defs.yaml``); every error names the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if path.name == COMPONENT_FILE:
+        if not isinstance(data, Mapping) or data.get("type") != COMPONENT_TYPE:
+            raise ConfigError(f"{path}: a dataset component needs 'type: {COMPONENT_TYPE}'")
+        data = data.get("attributes") or {}
+    return dataset_from_file(data, path)
+
+
+def dataset_from_file(data: Mapping[str, Any], path: Path) -> DatasetSpec:
+    """The dataset ``path`` declares as ``data``, every stage's config validated; errors name the file."""
+    try:
         spec = dataset_from_mapping(data, base=path.parent)
         for stage in spec.stages:
             spec.job(stage)  # validate every stage's config now, not at the first run
-    except (V2DError, yaml.YAMLError, TypeError) as error:
+    except (V2DError, TypeError) as error:
         raise ConfigError(f"{path}: {error}") from None
     return dataclasses.replace(spec, source_file=str(path))
 

@@ -25,6 +25,7 @@ import dagster as dg
 import requests
 
 from v2d_dagster.factory import build_definitions
+from v2d_dagster.spec import DATASETS_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 DONE_STATUSES = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
@@ -105,20 +106,27 @@ class LocalDagster:
     def __init__(
         self,
         home: Path,
-        datasets_dir: Path,
+        datasets_dir: Path | None,
         *,
         port: int | None = None,
         log_path: Path | None = None,
         extra_env: Mapping[str, str] | None = None,
+        project: Path = REPO,
+        dg_dev: bool = False,
     ) -> None:
+        """``datasets_dir`` None: the datasets of ``project``'s defs folder. ``dg_dev``: start
+        ``dg dev`` in ``project`` instead of ``dagster dev`` over its ``workspace.yaml``."""
         self.home = home
         self.port = port or free_port()
         self.log_path = log_path or home / "dagster_dev.log"
+        self.project = project
+        self.dg_dev = dg_dev
+        env = {key: value for key, value in os.environ.items() if key != DATASETS_DIR_ENV}
         self.env = {
-            **os.environ,
+            **env,
             "DAGSTER_HOME": str(home),
-            "V2D_DATASETS_DIR": str(datasets_dir),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **({DATASETS_DIR_ENV: str(datasets_dir)} if datasets_dir is not None else {}),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
             **(extra_env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None
@@ -128,8 +136,11 @@ class LocalDagster:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        """``dagster dev`` (webserver and daemon) over the project's workspace, on ``self.port``."""
-        command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
+        """``dagster dev`` over the project's workspace (or ``dg dev``): webserver and daemon, on a port."""
+        if self.dg_dev:
+            command = [str(Path(sys.executable).parent / "dg"), "dev"]
+        else:
+            command = [sys.executable, "-m", "dagster", "dev", "-w", str(self.project / "workspace.yaml")]
         return [*command, "-h", "127.0.0.1", "-p", str(self.port)]
 
     def start(self, timeout: float = 180) -> Self:
@@ -137,7 +148,7 @@ class LocalDagster:
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 self.command(),
-                cwd=REPO,
+                cwd=self.project,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
