@@ -17,6 +17,7 @@
     │   ├── TooLongError           media longer than ``max_duration``
     │   ├── NotMediaError          empty body, HTML page, unreadable container
     │   └── YtDlpError             yt-dlp's own error, message kept verbatim (transient: network)
+    ├── WorseShardError      a shard's new version is worse than the one it would replace (kept)
     ├── SubsampleError       -> status "failed_to_subsample"
     │   ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
     │   └── SubsampleTimeoutError  a transform ran past its time limit
@@ -43,6 +44,10 @@ class ConfigError(V2DError, ValueError):
 
 class InputError(V2DError, ValueError):
     """The url list cannot be read as asked."""
+
+
+class WorseShardError(V2DError):
+    """A shard's new version has a lower success rate than its gate allows; the old one is kept."""
 
 
 class FetchError(V2DError):

@@ -8,6 +8,7 @@ from typing import Any
 
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
+from v2d_core.writers.commit import ReplaceGate
 
 MODALITIES = ("video", "audio", "optical_flow")
 RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
@@ -31,6 +32,8 @@ class JobConfig:
     max_shard_retry: int = 1
     tmp_dir: str = "/tmp"
     config: Config = field(default_factory=Config)
+    # When a shard may replace one written before (None: always; the command line's default).
+    replace_gate: ReplaceGate | None = None
 
     def __post_init__(self) -> None:
         for name, value, allowed in (

@@ -12,6 +12,7 @@ from typing import Any, Self
 import pyarrow as pa
 
 from v2d_core.sample import Sample
+from v2d_core.writers.commit import ReplaceGate
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class ShardTarget:
     save_caption: bool
     input_schema: pa.Schema
     storage_options: dict[str, Any] | None = None
+    gate: ReplaceGate | None = None  # when this shard may replace one written before (None: always)
 
 
 class ShardWriter(ABC):

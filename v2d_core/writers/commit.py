@@ -9,6 +9,10 @@ anywhere in between leaves either no journal (the old shard intact, temporaries 
 or a journal that :func:`recover` replays: after recovery a shard is wholly its old or
 wholly its new version, never a mix, and no temporary is left. On object storage a rename
 is a copy then a delete (:func:`v2d_core.storage.move`): each final name still appears whole.
+
+Before anything is renamed, a :class:`ReplaceGate` compares the new version's success rate
+with the shard it would replace (its ``_stats.json``): a worse one is refused
+(:class:`~v2d_core.errors.WorseShardError`, naming both rates) and the old shard stays.
 """
 
 from __future__ import annotations
@@ -16,13 +20,58 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from v2d_core.errors import ConfigError, WorseShardError
 from v2d_core.storage import fresh_fs, move
 
 JOURNAL_SUFFIX = ".commit"
 _TEMPORARY = re.compile(r"\..+\.tmp-[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReplaceGate:
+    """When a shard's new version may replace the one already written.
+
+    Refused when the new success rate is below the old one and either below
+    ``min_success_rate`` or more than ``max_drop`` below the old one. ``force`` replaces anyway.
+    """
+
+    min_success_rate: float = 0.0
+    max_drop: float | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_success_rate <= 1.0:
+            raise ConfigError(f"min_success_rate must be between 0 and 1, got {self.min_success_rate}")
+        if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
+            raise ConfigError(f"max_success_drop must be between 0 and 1, got {self.max_drop}")
+
+    def check(self, shard: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """Raise :class:`WorseShardError` if stats ``new`` may not replace stats ``old``."""
+        old_rate, new_rate = success_rate(old), success_rate(new)
+        if self.force or new_rate >= old_rate:
+            return
+        if new_rate < self.min_success_rate:
+            reason = f"below the floor min_success_rate {self.min_success_rate:.1%}"
+        elif self.max_drop is not None and old_rate - new_rate > self.max_drop:
+            reason = f"more than max_success_drop {self.max_drop:.1%} below it"
+        else:
+            return
+        raise WorseShardError(
+            f"shard {shard} kept: its new version's success rate {new_rate:.1%} "
+            f"({new.get('successes', 0)}/{new.get('count', 0)}) is {reason}, and the shard it would replace "
+            f"has {old_rate:.1%} ({old.get('successes', 0)}/{old.get('count', 0)}); rewrite it on purpose "
+            "with force (or retry_failed)"
+        )
+
+
+def success_rate(stats: Mapping[str, Any]) -> float:
+    """Successful rows / rows of a shard's stats (0 for a shard of no rows)."""
+    count = int(stats.get("count", 0))
+    return int(stats.get("successes", 0)) / count if count else 0.0
 
 
 class TempOutputs:
@@ -45,10 +94,16 @@ class TempOutputs:
         """A new file opened for writing under a temporary name for ``name``."""
         return self.fs.open(self.temp(name), "wb")
 
-    def commit(self) -> None:
-        """Rename every temporary to its final name, replacing what is there, as one unit (see module doc)."""
+    def commit(self, stats: Mapping[str, Any] | None = None, gate: ReplaceGate | None = None) -> None:
+        """Rename every temporary to its final name, replacing what is there, as one unit (see module doc).
+
+        With ``stats`` (the new version's) and a ``gate``, the shard written before is replaced only if
+        the gate lets it; else :class:`WorseShardError` and nothing is renamed.
+        """
         if not self._pending:
             return
+        if stats is not None and gate is not None:
+            self._check_replacement(stats, gate)
         journal = f"{self.folder}/.{self.unit}{JOURNAL_SUFFIX}"
         staged = f"{self.folder}/.{self.unit}{JOURNAL_SUFFIX}.tmp-{uuid.uuid4().hex}"
         with self.fs.open(staged, "w") as handle:
@@ -56,6 +111,14 @@ class TempOutputs:
         self.fs.mv(staged, journal)
         self._pending.clear()
         _replay(self.fs, self.folder, journal)
+
+    def _check_replacement(self, stats: Mapping[str, Any], gate: ReplaceGate) -> None:
+        old_path = f"{self.folder}/{self.unit}_stats.json"
+        if gate.force or not self.fs.exists(old_path):
+            return
+        with self.fs.open(old_path, "r") as handle:
+            old = json.load(handle)
+        gate.check(self.unit, old, stats)
 
     def abort(self) -> None:
         """Delete the temporaries not yet committed."""

@@ -137,6 +137,7 @@ class StatusWriter(ShardWriter):
     def __init__(self, target: ShardTarget) -> None:
         super().__init__(target)
         self.outputs = TempOutputs(target.output_folder, target.shard_name, target.storage_options)
+        self._stats: dict[str, Any] | None = None
         try:
             self._open()
             self._rows = ParquetRows(self.outputs.open(f"{target.shard_name}.parquet"), self._schema())
@@ -160,6 +161,7 @@ class StatusWriter(ShardWriter):
         self._rows.append(dict(row))
 
     def add_stats(self, stats: Mapping[str, Any]) -> None:
+        self._stats = dict(stats)
         with self.outputs.fs.open(self.outputs.temp(f"{self.target.shard_name}_stats.json"), "w") as handle:
             json.dump(stats, handle, indent=4)
 
@@ -167,7 +169,7 @@ class StatusWriter(ShardWriter):
         try:
             self._close()
             self._rows.close()
-            self.outputs.commit()
+            self.outputs.commit(self._stats, self.target.gate)
         except BaseException:
             self.abort()
             raise
