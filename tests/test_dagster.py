@@ -247,8 +247,13 @@ def test_a_batch_run_reports_each_partition_and_checks_fail_on_a_bad_shard(datas
     batch = {"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00002"}
     with dg.DagsterInstance.ephemeral() as instance:
         materialize_plan(defs, instance)
-        result = dg.materialize(list(defs.assets), selection=[DOWNLOAD], tags=batch, instance=instance)
-        assert result.success
+        result = dg.materialize(
+            list(defs.assets), selection=[DOWNLOAD], tags=batch, instance=instance, raise_on_error=False
+        )
+        # success_rate is a blocking check: shard 00002 (a 404) under its floor fails the run
+        assert not result.success
+        (failure,) = events(result, "STEP_FAILURE")
+        assert "blocking asset check" in failure.error.message and "success_rate" in failure.error.message
         by_partition = {
             e.materialization.partition: e.materialization for e in events(result, "ASSET_MATERIALIZATION")
         }
@@ -269,7 +274,8 @@ def test_a_batch_run_reports_each_partition_and_checks_fail_on_a_bad_shard(datas
         job = defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_selection=set(), asset_check_selection=set(graph.asset_check_keys)
         )
-        checked = job.execute_in_process(instance=instance, partition_key="00000")
+        checked = job.execute_in_process(instance=instance, partition_key="00000", raise_on_error=False)
+    assert not checked.success  # readable is blocking
     assert events(checked, "ASSET_MATERIALIZATION") == []
     assert {c.check_name: c.passed for c in events(checked, "ASSET_CHECK_EVALUATION")} == {
         "readable": False,
@@ -331,9 +337,13 @@ def test_appended_rows_add_shards_and_stale_only_the_shard_they_change(
     defs = build_definitions(str(datasets))
     with dg.DagsterInstance.ephemeral() as instance:
         materialize_plan(defs, instance)
-        for partition in ("00000", "00002"):
+        for partition in ("00000", "00002"):  # 00002 (a 404) fails its blocking success_rate check
             dg.materialize(
-                list(defs.assets), selection=[DOWNLOAD], partition_key=partition, instance=instance
+                list(defs.assets),
+                selection=[DOWNLOAD],
+                partition_key=partition,
+                instance=instance,
+                raise_on_error=False,
             )
         with (datasets / "clips.csv").open("a") as handle:  # 5 rows + 2: shard 00002 fills up, 00003 starts
             handle.write(f"{media_server.url('files', 'video_0000.mp4')}?again,again\n")
@@ -348,7 +358,7 @@ def test_appended_rows_add_shards_and_stale_only_the_shard_they_change(
 def test_a_failing_shard_fails_the_batch_and_the_retry_skips_finished_shards(
     tmp_path: Path, media_server: MediaServer
 ) -> None:
-    folder = write_dataset(tmp_path / "datasets", media_server, max_retries=1, max_shard_retry=0)
+    folder = write_dataset(tmp_path / "datasets", media_server, max_retries=1)
     defs = build_definitions(str(folder))
     batch = {"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00002"}
     with dg.DagsterInstance.ephemeral() as instance:

@@ -27,7 +27,7 @@ from v2d_core.storage import fresh_fs
 
 CLIP_KEY = re.compile(r"^(?P<source>.+)_\d{5}$")  # clip i of sample key: {key}_{i:05d}
 CHECK_NAMES = ("readable", "row_count_matches_input", "unique_keys", "success_rate")
-WARN_ONLY = frozenset({"success_rate"})
+BLOCKING = frozenset({"readable", "success_rate"})  # a failure holds back the stages downstream
 
 
 @dataclass(frozen=True, slots=True)

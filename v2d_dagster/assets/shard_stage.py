@@ -1,22 +1,28 @@
 """A stage asset partitioned by shard: keys in, ``process_shard`` / ``run_shards`` called, metadata out.
 
 One run handles one partition (``process_shard`` in the run's process; with the run config
-``retry_failed``, a written shard only gets its transient failures fetched again) or a batch of
-partitions from a backfill (``run_shards`` on a local process pool), so a backfill costs
-one run per ``shards_per_run`` shards. Each partition gets its own metadata and its own
-check results. A batch with failing shards fails the step; Dagster's RetryPolicy re-runs
-it, and the retry skips the shards this run already finished.
+``retry_failed``, a written shard only gets its transient failures fetched again) or a range
+of partitions from a backfill (``run_shards`` on the run's own process pool): one run per
+``shards_per_run`` shards, or the whole range in one run with ``backfill: single_run``.
 
-Where a stage's shards come from is the one thing stages differ in: a
-:data:`ShardResolver` turns partition keys into the core's :class:`ShardSpec` (the plan's
-input files, or the tars an upstream stage wrote). With the dataset's automation on, a
-shard materializes by itself when its upstream shard lands (``AutomationCondition.eager``).
+Each shard the run commits is materialized on its own, with its own data version and lineage
+(:mod:`v2d_dagster.lineage`), metadata and check results; a shard that failed is named in the
+step's failure. Retries belong to Dagster: the core runs each shard once per attempt, the
+stage's RetryPolicy re-runs the step, and a retry skips the shards this run already
+materialized (read from the run's own events). A shard is never replaced by a worse one
+(the stage's ``min_success_rate`` / ``max_success_drop``, checked in the core's commit)
+unless the run config says ``force`` or ``retry_failed``.
+
+``readable`` and ``success_rate`` are blocking checks: a shard that fails one fails the step,
+and the stages downstream wait (``all_deps_blocking_checks_passed``). Where a stage's shards
+come from is the one thing stages differ in: a :data:`ShardResolver` turns partition keys into
+the core's :class:`ShardSpec` (the plan's input files, or the tars an upstream stage wrote).
 """
 
 import dataclasses
-import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -28,13 +34,14 @@ from v2d_core.redact import redact_text
 from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
-from v2d_core.storage import fresh_fs
 from v2d_core.subsamplers import output_encode_formats
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
+from v2d_dagster.lineage import shard_materialization
 from v2d_dagster.metadata import shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
-from v2d_dagster.shard_checks import CHECK_NAMES, WARN_ONLY, ShardLocation, check_shard, input_keys
+from v2d_dagster.run_tags import tag_run
+from v2d_dagster.shard_checks import BLOCKING, CHECK_NAMES, ShardLocation, check_shard, input_keys
 from v2d_dagster.spec import DatasetSpec, stage_version
 
 # (job, partition keys) -> partition key -> the core's unit of work; raises InputError.
@@ -48,6 +55,14 @@ CHECK_DESCRIPTIONS = {
 }
 
 
+@dataclass(slots=True)
+class StageOutcome:
+    """What a run did to its shards: the stats of those it committed, the errors of those it did not."""
+
+    written: dict[str, dict] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
 class ShardRunConfig(dg.Config):
     """Launch-time knobs, not in code_version: how fast a run goes, and whether it only retries."""
 
@@ -58,13 +73,20 @@ class ShardRunConfig(dg.Config):
         description="Shards already written only get their transiently failed rows (timeouts, 5xx, "
         "resets) fetched again; the other rows are kept as they are.",
     )
+    force: bool = Field(
+        default=False,
+        description="Replace shards even by worse ones (a success rate under min_success_rate, or more "
+        "than max_success_drop under the shard replaced); without it such a shard is kept and the run fails.",
+    )
 
     def apply(self, job: JobConfig) -> JobConfig:
         if self.retry_failed:
             job = dataclasses.replace(job, incremental_mode="retry_failed")
+        if self.force:
+            job = dataclasses.replace(job, replace_gate=None)
         changes = {
             name: value
-            for name, value in self.model_dump(exclude={"retry_failed"}).items()
+            for name, value in self.model_dump(exclude={"retry_failed", "force"}).items()
             if value is not None
         }
         if not changes:
@@ -104,12 +126,17 @@ def build_shard_stage(
     settings = dataset.stages[stage]
     job = dataset.job(stage)
     key = stage_key(dataset, stage)
+    upstream_is_external = upstream == shard_inputs_key(dataset)
     shown_folder = redact_text(job.output_folder)
     with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
         check_specs = [
             dg.AssetCheckSpec(
-                name, asset=key, description=CHECK_DESCRIPTIONS[name], partitions_def=partitions
+                name,
+                asset=key,
+                description=CHECK_DESCRIPTIONS[name],
+                partitions_def=partitions,
+                blocking=name in BLOCKING,
             )
             for name in CHECK_NAMES
         ]
@@ -122,9 +149,14 @@ def build_shard_stage(
         kinds={"video", settings.output_format},
         metadata={"output_folder": shown_folder, "output_format": job.output_format},
         tags={"v2d/stage": stage},
-        # Runs only while the dataset's automation sensor runs (``automation: true``).
-        automation_condition=dg.AutomationCondition.eager(),
+        # Materialized shard by shard (lineage.shard_materialization), not by the step's output.
+        skippable=True,
+        # Runs only while the dataset's automation sensor runs (``automation: true``); waits for the
+        # upstream shard's blocking checks.
+        automation_condition=dg.AutomationCondition.eager()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     )
+    single_run = settings.backfill == "single_run"
 
     @dg.multi_asset(
         name=f"{dataset.name}__{stage}",
@@ -132,25 +164,40 @@ def build_shard_stage(
         check_specs=check_specs,
         partitions_def=partitions,
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.multi_run(settings.shards_per_run),
+        backfill_policy=dg.BackfillPolicy.single_run()
+        if single_run
+        else dg.BackfillPolicy.multi_run(settings.shards_per_run),
         retry_policy=dg.RetryPolicy(
             max_retries=settings.max_retries, delay=1, backoff=dg.Backoff.EXPONENTIAL
         ),
+        pool=settings.pool_name,
         # dagster-k8s sizes the step's pod from these (V2D_EXECUTOR=k8s: one pod per step).
         op_tags={"v2d/dataset": dataset.name, "v2d/stage": stage, **k8s_config_tags(settings.resources)},
     )
     def shard_stage(context: dg.AssetExecutionContext, config: ShardRunConfig) -> Iterator[Any]:
+        tag_run(context)
         run_job = config.apply(job)
         specs = shard_specs(resolve, run_job, context.partition_keys)
-        if key in context.selected_asset_keys:
-            for partition, stats in run_stage(context, specs, run_job).items():
-                context.add_asset_metadata(
-                    shard_metadata(stats, _data_path(run_job, partition)),
-                    asset_key=key,
-                    partition_key=partition,
+        if key not in context.selected_asset_keys:  # the checks alone, on the shards as they are
+            yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
+            return
+        outcome = run_stage(context, specs, run_job)
+        for partition, stats in outcome.written.items():
+            metadata = shard_metadata(stats, _data_path(run_job, partition))
+            parquet = f"{run_job.output_folder}/{partition}.parquet"
+            context.log_event(
+                shard_materialization(
+                    context, key, upstream, upstream_is_external, partition, parquet, metadata
                 )
-            yield dg.MaterializeResult(asset_key=key)
-        yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
+            )
+        written = {partition: specs[partition] for partition in outcome.written}
+        yield from evaluate_checks(context, key, written, run_job, settings.min_success_rate)
+        if outcome.failures:
+            lines = [f"{partition}: {error}" for partition, error in sorted(outcome.failures.items())]
+            raise dg.Failure(
+                description=f"{len(outcome.failures)} of {len(specs)} shard(s) failed:\n" + "\n".join(lines),
+                metadata={"failed_shards": ", ".join(sorted(outcome.failures))},
+            )
 
     return shard_stage
 
@@ -165,29 +212,53 @@ def shard_specs(resolve: ShardResolver, job: JobConfig, partitions: Sequence[str
 
 def run_stage(
     context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, dict]:
-    """Process the shards of ``specs`` (partition key -> spec); their stats by partition key."""
-    finished = _finished_in_this_run(context, specs, job) if context.retry_number else {}
-    todo = [spec for partition, spec in specs.items() if partition not in finished]
-    if finished:
-        context.log.info(f"retry {context.retry_number}: {len(finished)} shard(s) already done in this run")
+) -> StageOutcome:
+    """Process each shard of ``specs`` (partition key -> spec) once, but those an earlier attempt of
+    this run materialized."""
+    done = materialized_in_this_run(context) if context.retry_number else set()
+    todo = [spec for partition, spec in specs.items() if partition not in done]
+    if done:
+        context.log.info(
+            f"retry {context.retry_number}: {len(done & set(specs))} shard(s) already done in this run"
+        )
     try:
         if len(todo) <= 1:  # one shard: in this process, no pool to start
-            results, failures = [process_or_retry(spec, job) for spec in todo], {}
+            results, failures = _in_process(todo, job)
         else:
             summary = run_shards(todo, job)
             results, failures = summary.results, summary.failed_shards
     except (ConfigError, InputError) as error:  # the message says it all; no traceback to leak secrets
         raise dg.Failure(description=redact_text(str(error)), allow_retries=False) from None
-    if failures:
-        lines = [f"{job.shard_name(shard_id)}: {error}" for shard_id, error in sorted(failures.items())]
-        raise dg.Failure(
-            description=f"{len(failures)} of {len(specs)} shard(s) failed:\n" + "\n".join(lines),
-            metadata={"failed_shards": ", ".join(job.shard_name(s) for s in sorted(failures))},
-        )
-    stats = dict(finished)
-    stats.update({job.shard_name(result.shard_id): result.stats() for result in results})
-    return stats
+    return StageOutcome(
+        written={job.shard_name(result.shard_id): result.stats() for result in results},
+        failures={job.shard_name(shard_id): error for shard_id, error in failures.items()},
+    )
+
+
+def _in_process(specs: Sequence[ShardSpec], job: JobConfig) -> tuple[list, dict[int, str]]:
+    """``specs`` processed here, one after the other: the results, and shard id -> error of the others."""
+    results, failures = [], {}
+    for spec in specs:
+        try:
+            results.append(process_or_retry(spec, job))
+        except (ConfigError, InputError):
+            raise
+        except Exception as error:  # a failed shard is reported by name, as the pool reports it
+            failures[spec.shard_id] = redact_text(f"{type(error).__name__}: {error}")
+    return results, failures
+
+
+def materialized_in_this_run(context: dg.AssetExecutionContext) -> set[str]:
+    """The partitions of the step's asset an earlier attempt of this run materialized."""
+    connection = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    events = [record.event_log_entry.dagster_event for record in connection.records]
+    return {
+        event.partition
+        for event in events
+        if event is not None and event.asset_key in context.selected_asset_keys and event.partition
+    }
 
 
 def evaluate_checks(
@@ -196,8 +267,9 @@ def evaluate_checks(
     specs: Mapping[str, ShardSpec],
     job: JobConfig,
     min_success_rate: float,
-) -> Iterator[dg.Output]:
-    """Log each selected check's verdict for each partition; then the checks' (empty) step outputs."""
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """Each selected check's verdict for each partition (a failed blocking one fails the step);
+    then the checks' (empty) step outputs."""
     selected = {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
     if not selected:
         return
@@ -208,18 +280,15 @@ def evaluate_checks(
         )
         for outcome in check_shard(location, input_keys(job, spec), min_success_rate):
             if outcome.name in selected:
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=key,
-                        check_name=outcome.name,
-                        passed=outcome.passed,
-                        partition=partition,
-                        description=outcome.description,
-                        metadata=outcome.metadata,
-                        severity=dg.AssetCheckSeverity.WARN
-                        if outcome.name in WARN_ONLY
-                        else dg.AssetCheckSeverity.ERROR,
-                    )
+                yield dg.AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=outcome.name,
+                    passed=outcome.passed,
+                    partition=partition,
+                    description=outcome.description,
+                    metadata=outcome.metadata,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    blocking=outcome.name in BLOCKING,
                 )
     for name in sorted(selected):
         yield dg.Output(None, output_name=_check_output_name(context, dg.AssetCheckKey(key, name)))
@@ -227,24 +296,6 @@ def evaluate_checks(
 
 def _check_output_name(context: dg.AssetExecutionContext, check_key: dg.AssetCheckKey) -> str:
     return context.assets_def.get_output_name_for_asset_check_key(check_key)
-
-
-def _finished_in_this_run(
-    context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, dict]:
-    """Stats of the shards an earlier attempt of this run committed (their stats are newer than the run)."""
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    started = record.create_timestamp.timestamp() if record is not None else float("inf")
-    fs, root = fresh_fs(job.output_folder)
-    finished = {}
-    for partition in specs:
-        path = f"{root}/{partition}_stats.json"
-        if fs.exists(path):
-            with fs.open(path, "r") as handle:
-                stats = json.load(handle)
-            if stats.get("start_time", 0) >= started:
-                finished[partition] = stats
-    return finished
 
 
 def _data_path(job: JobConfig, partition: str) -> str:
