@@ -79,8 +79,9 @@ def events(result: dg.ExecuteInProcessResult, kind: str) -> list[Any]:
 
 
 def test_the_shipped_example_dataset_loads() -> None:
-    (example,) = load_datasets(REPO / "datasets")
-    assert example.name == "example"
+    example, subset = load_datasets(REPO / "datasets")
+    assert (example.name, subset.name) == ("example", "example_subset")
+    assert subset.url_list == str(REPO / "data" / "example" / "download")  # the example's download tars
     job = example.job("download")
     assert job.config.storage.number_sample_per_shard == 3
     assert Path(str(example.url_list)).is_file()
@@ -98,8 +99,19 @@ def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.Monke
         "example/optical_flow",
         "example/shard_inputs",
         "example/shard_plan",
+        "example_subset/shard_inputs",
+        "example_subset/shard_plan",
+        "example_subset/subset",
     ]
-    assert sorted(sensor.name for sensor in module.defs.sensors) == ["example_automation", "example_url_list"]
+    graph = module.defs.resolve_asset_graph()
+    subset_plan = graph.get(dg.AssetKey(["example_subset", "shard_plan"]))
+    assert subset_plan.parent_keys == {dg.AssetKey(["example", "download"])}  # all four stages, one graph
+    assert sorted(sensor.name for sensor in module.defs.sensors) == [
+        "example_automation",
+        "example_subset_automation",
+        "example_subset_url_list",
+        "example_url_list",
+    ]
     assert [schedule.name for schedule in module.defs.schedules] == ["example_downsample_schedule"]
 
 

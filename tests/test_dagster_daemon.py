@@ -69,8 +69,10 @@ def test_appended_rows_become_a_shard_that_flows_down_the_stages_without_a_click
         )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_dynamic_partitions("reels_shards") == ["00000", "00001", "00002"]
-        (run,) = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "00002"}))  # 3 stages, 1 run
+        # download, then (once its blocking checks pass) downsample and optical_flow together
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "00002"}))
         plans = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "reels_url_list"}))
-    assert run.tags.get("dagster/from_automation_condition") == "true"
+    assert sorted(run.tags["v2d/stage"] for run in runs) == ["download", "downsample,optical_flow"]
+    assert all(run.tags.get("dagster/from_automation_condition") == "true" for run in runs)
     assert 1 <= len(plans) <= 2  # on the sensor's first tick and when the list grew (or both at once)
     assert sorted(stats(datasets / "out" / "download")) == ["00002"]

@@ -13,6 +13,8 @@ section per stage in the command's config shape::
     automation: false                  # true: stages run when their upstream shard lands, a sensor
                                        # re-plans when the url list grows, schedules start running
     automation_interval_seconds: 30    # how often those sensors look
+    upstream_asset: other/download     # optional: the asset whose output this dataset's input is (its
+                                       # tars), drawn upstream of shard_plan in the asset graph
     schedules:                         # stage -> cron: re-process every shard periodically
       downsample: "0 3 * * 0"
     stages:
@@ -67,6 +69,7 @@ from v2d_dagster.k8s import stage_resources
 
 DATASETS_DIR_ENV = "V2D_DATASETS_DIR"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+UPSTREAM_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/[A-Za-z][A-Za-z0-9_]*$")
 SHARD_INPUTS = "_shard_inputs"
 
 
@@ -177,6 +180,7 @@ class DatasetSpec:
     automation: bool = False
     automation_interval_seconds: int = 30
     schedules: Mapping[str, str] = field(default_factory=dict)
+    upstream_asset: str | None = None
     source_file: str | None = None
 
     def __post_init__(self) -> None:
@@ -190,6 +194,8 @@ class DatasetSpec:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ConfigError(f"automation_interval_seconds must be an integer >= 1, got {interval!r}")
         self._check_stages()
+        if self.upstream_asset is not None and not UPSTREAM_PATTERN.match(str(self.upstream_asset)):
+            raise ConfigError(f"upstream_asset must be 'dataset/stage', got {self.upstream_asset!r}")
         unknown = sorted(set(self.schedules) - set(self.stages))
         if unknown:
             raise ConfigError(f"schedules name stage(s) the dataset does not have: {', '.join(unknown)}")

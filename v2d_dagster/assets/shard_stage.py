@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
@@ -53,6 +56,9 @@ CHECK_DESCRIPTIONS = {
     "unique_keys": "No sample key appears twice in the shard's parquet.",
     "success_rate": "Successful samples / rows is at least the stage's min_success_rate.",
 }
+
+
+AUTOMATION_LABEL = "eager, once upstream blocking checks pass"
 
 
 @dataclass(slots=True)
@@ -153,10 +159,14 @@ def build_shard_stage(
         skippable=True,
         # Runs only while the dataset's automation sensor runs (``automation: true``); waits for the
         # upstream shard's blocking checks.
-        automation_condition=dg.AutomationCondition.eager()
-        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        automation_condition=(
+            dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        ).with_label(AUTOMATION_LABEL),
     )
     single_run = settings.backfill == "single_run"
+    downstream = {
+        stage_key(dataset, other) for other in dataset.stages if dataset.upstream_stage(other) == stage
+    }
 
     @dg.multi_asset(
         name=f"{dataset.name}__{stage}",
@@ -182,13 +192,15 @@ def build_shard_stage(
             yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
             return
         outcome = run_stage(context, specs, run_job)
+        if not outcome.failures and downstream & context.job_def.asset_layer.selected_asset_keys:
+            # A stage downstream runs in this run and waits for this step's output; Dagster then also
+            # logs its own materialization of the range, before the per-shard ones that carry lineage.
+            yield dg.MaterializeResult(asset_key=key)
         for partition, stats in outcome.written.items():
             metadata = shard_metadata(stats, _data_path(run_job, partition))
             parquet = f"{run_job.output_folder}/{partition}.parquet"
-            context.log_event(
-                shard_materialization(
-                    context, key, upstream, upstream_is_external, partition, parquet, metadata
-                )
+            yield shard_materialization(
+                context, key, upstream, upstream_is_external, partition, parquet, metadata
             )
         written = {partition: specs[partition] for partition in outcome.written}
         yield from evaluate_checks(context, key, written, run_job, settings.min_success_rate)
@@ -281,6 +293,7 @@ def evaluate_checks(
         for outcome in check_shard(location, input_keys(job, spec), min_success_rate):
             if outcome.name in selected:
                 yield dg.AssetCheckEvaluation(
+                    target_materialization_data=latest_materialization(context, key, partition),
                     asset_key=key,
                     check_name=outcome.name,
                     passed=outcome.passed,
@@ -292,6 +305,22 @@ def evaluate_checks(
                 )
     for name in sorted(selected):
         yield dg.Output(None, output_name=_check_output_name(context, dg.AssetCheckKey(key, name)))
+
+
+def latest_materialization(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The shard's latest materialization, which a check evaluation says it verified (a check is
+    current, and can let the stages downstream go, only for that one)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    (record,) = records
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=record.event_log_entry.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+    )
 
 
 def _check_output_name(context: dg.AssetExecutionContext, check_key: dg.AssetCheckKey) -> str:
