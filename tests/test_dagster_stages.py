@@ -8,7 +8,6 @@ import json
 import shutil
 import tarfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,10 @@ import av
 import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import yaml
 
 from tests.helpers import stats
 from tests.test_dagster import REPO, events
-from v2d_core.testing.media import make_videos
 from v2d_core.testing.server import MediaServer
 from v2d_dagster import example_media
 from v2d_dagster.assets.shard_stage import AUTOMATION_LABEL
@@ -30,15 +27,6 @@ from v2d_dagster.testing import free_port
 
 PLAN, DOWNLOAD = dg.AssetKey(["reels", "shard_plan"]), dg.AssetKey(["reels", "download"])
 DOWNSAMPLE, FLOW = dg.AssetKey(["reels", "downsample"]), dg.AssetKey(["reels", "optical_flow"])
-
-
-@pytest.fixture(scope="module")
-def long_media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    """Two 6-second videos (downsample_ml keeps clips of 4-10 s) served on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("long_media")
-    make_videos(folder, 2, seconds=6.0)
-    with MediaServer(folder) as server:
-        yield server
 
 
 def write_reels(folder: Path, server: MediaServer, rows: int = 3, **dataset: Any) -> Path:

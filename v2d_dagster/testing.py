@@ -190,9 +190,12 @@ class LocalDagster:
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
 
-    def launch_backfill(self, asset_key: Sequence[str], partitions: Sequence[str]) -> str:
-        """Launch an asset backfill of ``partitions`` of ``asset_key``; its id."""
-        params = {"partitionNames": list(partitions), "assetSelection": [{"path": list(asset_key)}]}
+    def launch_backfill(
+        self, asset_key: Sequence[str], partitions: Sequence[str], also: Sequence[Sequence[str]] = ()
+    ) -> str:
+        """Launch a backfill of ``partitions`` of ``asset_key`` (and of the assets ``also``); its id."""
+        keys = [asset_key, *also]
+        params = {"partitionNames": list(partitions), "assetSelection": [{"path": list(key)} for key in keys]}
         result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {result}")
