@@ -40,6 +40,17 @@ mutation Launch($params: LaunchBackfillParams!) {
 }
 """
 
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
 BACKFILL_STATUS = """
 query Backfill($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -200,6 +211,19 @@ class LocalDagster:
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {result}")
         return result["backfillId"]
+
+    def launch_range_run(self, job_name: str, first: str, last: str) -> str:
+        """Launch one run of ``job_name`` over partitions ``first``..``last`` (no backfill daemon); its id."""
+        selector = {"repositoryLocationName": "v2d", "repositoryName": "__repository__", "jobName": job_name}
+        tags = [
+            {"key": "dagster/asset_partition_range_start", "value": first},
+            {"key": "dagster/asset_partition_range_end", "value": last},
+        ]
+        params = {"selector": selector, "executionMetadata": {"tags": tags}, "runConfigData": {}}
+        result = self.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"run not launched: {result}")
+        return result["run"]["runId"]
 
     def run_status(self, run_id: str) -> str:
         """``QUEUED``, ``STARTED``, ``SUCCESS``, ``FAILURE``..."""
