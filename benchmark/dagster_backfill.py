@@ -98,7 +98,7 @@ def run_backfill(datasets: Path, home: Path, timeout: float, range_run: bool) ->
                 or time.perf_counter() - started > timeout
             ):
                 raise RuntimeError(f"backfill {backfill} is {status}; see {dagster.log_path}")
-            if materialized is None and len(dagster.materialized_partitions(DOWNLOAD)) == len(partitions):
+            if materialized is None and dagster.materialized_since(DOWNLOAD, partitions, launched_at):
                 materialized = time.perf_counter() - started
             time.sleep(0.5)
         completed = time.perf_counter() - started

@@ -260,6 +260,18 @@ class LocalDagster:
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
             return set(instance.get_materialized_partitions(dg.AssetKey(list(asset_key))))
 
+    def materialized_since(self, asset_key: Sequence[str], partitions: Sequence[str], since: float) -> bool:
+        """Whether every one of ``partitions`` of ``asset_key`` has a materialization newer than ``since``."""
+        key = dg.AssetKey(list(asset_key))
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            for partition in partitions:
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+                ).records
+                if not records or records[0].timestamp < since:
+                    return False
+        return True
+
     def backfill_runs(self, backfill_id: str) -> list[tuple[float, float, float]]:
         """(created, started, ended) timestamps of the finished runs the backfill launched."""
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
