@@ -156,6 +156,22 @@ def test_asset_graph_of_a_dataset(datasets: Path) -> None:
     }
     download = graph.get(DOWNLOAD).assets_def
     assert download.op.retry_policy == dg.RetryPolicy(max_retries=0, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+    assert download.op.pool == "v2d_fetch"
+    assert {check.name: check.blocking for check in download.check_specs} == {
+        "readable": True,
+        "row_count_matches_input": False,
+        "success_rate": True,
+        "unique_keys": False,
+    }
+
+
+def test_a_stage_can_backfill_in_one_run_in_a_pool_of_its_own(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    folder = write_dataset(tmp_path / "datasets", media_server, backfill="single_run", pool="slow_cdn")
+    download = build_definitions(str(folder)).resolve_asset_graph().get(DOWNLOAD)
+    assert download.backfill_policy == dg.BackfillPolicy.single_run()
+    assert download.assets_def.op.pool == "slow_cdn"
 
 
 def test_code_version_follows_what_a_stage_writes_not_how_fast(
@@ -184,6 +200,10 @@ def test_code_version_follows_what_a_stage_writes_not_how_fast(
         ({"input_format": "webdataset", "stages": {"download": {}}}, "needs no download"),
         ({"schedules": {"optical_flow": "0 3 * * 0"}}, "optical_flow"),
         ({"automation": "yes"}, "automation"),
+        ({"stages": {"download": {"max_shard_retry": 2}}}, "max_retries"),
+        ({"stages": {"download": {"backfill": "one_run"}}}, "backfill"),
+        ({"stages": {"download": {"max_success_drop": 1.5}}}, "max_success_drop"),
+        ({"upstream_asset": "not a key"}, "upstream_asset"),
     ],
 )
 def test_bad_dataset_files_are_errors_naming_file_and_key(tmp_path: Path, change: dict, message: str) -> None:
