@@ -9,8 +9,13 @@ its own pool of ``--processes`` // 2 processes, so both sides run ``--processes`
 
 Reported: CLI wall time; backfill time from launch until every partition is materialized
 and until the daemon marks the backfill complete; their ratios; the runs and their overhead.
+With ``--backfill single_run`` the stage's BackfillPolicy is single_run (the whole range in one
+run, on that run's pool of ``--processes`` processes); ``--range-run`` also times one run of the
+stage's job over the whole range launched through GraphQL (the run queue, no backfill daemon).
 
     python benchmark/dagster_backfill.py --videos 400 --unique 20 --per-shard 20
+    python benchmark/dagster_backfill.py --videos 9 --unique 3 --per-shard 3 --seconds 2 \
+        --backfill single_run --range-run
 """
 
 from __future__ import annotations
@@ -58,9 +63,11 @@ def write_dataset(folder: Path, url_list: Path, output_root: Path, args: argpars
     download = {
         "output_format": "webdataset",
         "number_sample_per_shard": args.per_shard,
-        "processes_count": max(1, args.processes // 2),  # two runs at once (dagster.yaml)
+        # two runs at once (dagster.yaml), or one run over the whole range
+        "processes_count": args.processes if args.backfill == "single_run" else max(1, args.processes // 2),
         "thread_count": args.threads,
         "shards_per_run": args.shards_per_run,
+        "backfill": args.backfill,
         "max_retries": 0,
         "allow_private_networks": True,  # the server is on 127.0.0.1
         "config": args.config,
@@ -76,12 +83,13 @@ def write_dataset(folder: Path, url_list: Path, output_root: Path, args: argpars
     return folder
 
 
-def run_backfill(datasets: Path, home: Path, timeout: float) -> dict[str, float]:
-    """Plan the shards, launch a backfill of all of them through GraphQL; time it."""
+def run_backfill(datasets: Path, home: Path, timeout: float, range_run: bool) -> dict[str, float]:
+    """Plan the shards, launch a backfill of all of them through GraphQL; time it (and a ranged run)."""
     home.mkdir(parents=True)
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     partitions = plan_dataset(home, datasets, NAME)
     with LocalDagster(home, datasets) as dagster:
+        ranged = time_range_run(dagster, partitions, timeout) if range_run else float("nan")
         started, launched_at = time.perf_counter(), time.time()
         backfill = dagster.launch_backfill(DOWNLOAD, partitions)
         materialized = None
@@ -91,7 +99,7 @@ def run_backfill(datasets: Path, home: Path, timeout: float) -> dict[str, float]
                 or time.perf_counter() - started > timeout
             ):
                 raise RuntimeError(f"backfill {backfill} is {status}; see {dagster.log_path}")
-            if materialized is None and len(dagster.materialized_partitions(DOWNLOAD)) == len(partitions):
+            if materialized is None and dagster.materialized_since(DOWNLOAD, partitions, launched_at):
                 materialized = time.perf_counter() - started
             time.sleep(0.5)
         completed = time.perf_counter() - started
@@ -106,7 +114,19 @@ def run_backfill(datasets: Path, home: Path, timeout: float) -> dict[str, float]
         "mean_run_seconds": sum(e - s for s, e in zip(started_at, ended, strict=True)) / len(runs),
         "all_materialized": materialized if materialized is not None else completed,
         "backfill_completed": completed,
+        "range_run": ranged,
     }
+
+
+def time_range_run(dagster: LocalDagster, partitions: list[str], timeout: float) -> float:
+    """One run of the stage's job over every partition, launch -> success, through the run queue."""
+    started = time.perf_counter()
+    run_id = dagster.launch_range_run(f"{NAME}_download", partitions[0], partitions[-1])
+    while (status := dagster.run_status(run_id)) != "SUCCESS":
+        if status in {"FAILURE", "CANCELED"} or time.perf_counter() - started > timeout:
+            raise RuntimeError(f"run {run_id} is {status}; see {dagster.log_path}")
+        time.sleep(0.2)
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -119,6 +139,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="shards at once, on either side")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--shards-per-run", type=int, default=5)
+    parser.add_argument("--backfill", choices=("multi_run", "single_run"), default="multi_run")
+    parser.add_argument("--range-run", action="store_true", help="also time one ranged run, no daemon")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each generated video")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
@@ -136,14 +158,18 @@ def main() -> None:
             url_list = write_url_list(root / "urls.txt", base_url, videos, args.videos)
             cli = run_cli(url_list, root / "cli", args)
             datasets = write_dataset(root / "datasets", url_list, root / "dagster", args)
-            dagster = run_backfill(datasets, root / "home", args.timeout)
+            dagster = run_backfill(datasets, root / "home", args.timeout, args.range_run)
     finally:
         server.terminate()
         server.wait(timeout=10)
 
     print(
-        f"videos {args.videos}, {dagster['partitions']} shards of {args.per_shard}, {args.processes} at once"
+        f"videos {args.videos}, {dagster['partitions']} shards of {args.per_shard}, {args.processes} at once,"
+        f" backfill {args.backfill}"
     )
+    if args.range_run:
+        print(f"one ranged run, launch -> success:     {dagster['range_run']:7.1f} s"
+              f"  ({dagster['range_run'] / cli:.2f}x CLI)")  # fmt: skip
     print(f"CLI wall time:                         {cli:7.1f} s")
     print(f"backfill, launch -> all materialized:  {dagster['all_materialized']:7.1f} s"
           f"  ({dagster['all_materialized'] / cli:.2f}x CLI)")  # fmt: skip

@@ -30,3 +30,12 @@ def media_server(media_dir: Path) -> Iterator[MediaServer]:
     """The media folder served on 127.0.0.1 with fault routes (see v2d_core.testing.server)."""
     with MediaServer(media_dir) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def long_media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    """Two 6-second videos (downsample_ml keeps clips of 4-10 s) served on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("long_media")
+    make_videos(folder, 2, seconds=6.0)
+    with MediaServer(folder) as server:
+        yield server

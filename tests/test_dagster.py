@@ -81,8 +81,9 @@ def events(result: dg.ExecuteInProcessResult, kind: str) -> list[Any]:
 
 
 def test_the_shipped_example_dataset_loads() -> None:
-    (example,) = load_datasets(REPO / "v2d_dagster" / "defs")
-    assert example.name == "example"
+    example, subset = sorted(load_datasets(REPO / "v2d_dagster" / "defs"), key=lambda spec: spec.name)
+    assert (example.name, subset.name) == ("example", "example_subset")
+    assert subset.url_list == str(REPO / "data" / "example" / "download")  # the example's download tars
     job = example.job("download")
     assert job.config.storage.number_sample_per_shard == 3
     assert Path(str(example.url_list)).is_file()
@@ -100,12 +101,21 @@ def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.Monke
         "example/optical_flow",
         "example/shard_inputs",
         "example/shard_plan",
+        "example_subset/shard_inputs",
+        "example_subset/shard_plan",
+        "example_subset/subset",
     ]
+    graph = module.defs.resolve_asset_graph()
+    subset_plan = graph.get(dg.AssetKey(["example_subset", "shard_plan"]))
+    assert subset_plan.parent_keys == {dg.AssetKey(["example", "download"])}  # all four stages, one graph
     assert sorted(sensor.name for sensor in module.defs.sensors) == [
         "example_automation",
         "example_download_relaunch_failed",
         "example_downsample_relaunch_failed",
         "example_optical_flow_relaunch_failed",
+        "example_subset_automation",
+        "example_subset_subset_relaunch_failed",
+        "example_subset_url_list",
         "example_url_list",
     ]
     assert [schedule.name for schedule in module.defs.schedules] == ["example_downsample_schedule"]
@@ -152,6 +162,22 @@ def test_asset_graph_of_a_dataset(datasets: Path) -> None:
     }
     download = graph.get(DOWNLOAD).assets_def
     assert download.op.retry_policy == dg.RetryPolicy(max_retries=0, delay=1, backoff=dg.Backoff.EXPONENTIAL)
+    assert download.op.pool == "v2d_fetch"
+    assert {check.name: check.blocking for check in download.check_specs} == {
+        "readable": True,
+        "row_count_matches_input": False,
+        "success_rate": True,
+        "unique_keys": False,
+    }
+
+
+def test_a_stage_can_backfill_in_one_run_in_a_pool_of_its_own(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    folder = write_dataset(tmp_path / "datasets", media_server, backfill="single_run", pool="slow_cdn")
+    download = build_definitions(str(folder)).resolve_asset_graph().get(DOWNLOAD)
+    assert download.backfill_policy == dg.BackfillPolicy.single_run()
+    assert download.assets_def.op.pool == "slow_cdn"
 
 
 def test_code_version_follows_what_a_stage_writes_not_how_fast(
@@ -180,6 +206,10 @@ def test_code_version_follows_what_a_stage_writes_not_how_fast(
         ({"input_format": "webdataset", "stages": {"download": {}}}, "needs no download"),
         ({"schedules": {"optical_flow": "0 3 * * 0"}}, "optical_flow"),
         ({"automation": "yes"}, "automation"),
+        ({"stages": {"download": {"max_shard_retry": 2}}}, "max_retries"),
+        ({"stages": {"download": {"backfill": "one_run"}}}, "backfill"),
+        ({"stages": {"download": {"max_success_drop": 1.5}}}, "max_success_drop"),
+        ({"upstream_asset": "not a key"}, "upstream_asset"),
     ],
 )
 def test_bad_dataset_files_are_errors_naming_file_and_key(tmp_path: Path, change: dict, message: str) -> None:
@@ -257,8 +287,13 @@ def test_a_batch_run_reports_each_partition_and_checks_fail_on_a_bad_shard(datas
     batch = {"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00002"}
     with dg.DagsterInstance.ephemeral() as instance:
         materialize_plan(defs, instance)
-        result = dg.materialize(list(defs.assets), selection=[DOWNLOAD], tags=batch, instance=instance)
-        assert result.success
+        result = dg.materialize(
+            list(defs.assets), selection=[DOWNLOAD], tags=batch, instance=instance, raise_on_error=False
+        )
+        # success_rate is a blocking check: shard 00002 (a 404) under its floor fails the run
+        assert not result.success
+        (failure,) = events(result, "STEP_FAILURE")
+        assert "blocking asset check" in failure.error.message and "success_rate" in failure.error.message
         by_partition = {
             e.materialization.partition: e.materialization for e in events(result, "ASSET_MATERIALIZATION")
         }
@@ -279,7 +314,8 @@ def test_a_batch_run_reports_each_partition_and_checks_fail_on_a_bad_shard(datas
         job = defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_selection=set(), asset_check_selection=set(graph.asset_check_keys)
         )
-        checked = job.execute_in_process(instance=instance, partition_key="00000")
+        checked = job.execute_in_process(instance=instance, partition_key="00000", raise_on_error=False)
+    assert not checked.success  # readable is blocking
     assert events(checked, "ASSET_MATERIALIZATION") == []
     assert {c.check_name: c.passed for c in events(checked, "ASSET_CHECK_EVALUATION")} == {
         "readable": False,
@@ -341,9 +377,13 @@ def test_appended_rows_add_shards_and_stale_only_the_shard_they_change(
     defs = build_definitions(str(datasets))
     with dg.DagsterInstance.ephemeral() as instance:
         materialize_plan(defs, instance)
-        for partition in ("00000", "00002"):
+        for partition in ("00000", "00002"):  # 00002 (a 404) fails its blocking success_rate check
             dg.materialize(
-                list(defs.assets), selection=[DOWNLOAD], partition_key=partition, instance=instance
+                list(defs.assets),
+                selection=[DOWNLOAD],
+                partition_key=partition,
+                instance=instance,
+                raise_on_error=False,
             )
         with (datasets / "clips.csv").open("a") as handle:  # 5 rows + 2: shard 00002 fills up, 00003 starts
             handle.write(f"{media_server.url('files', 'video_0000.mp4')}?again,again\n")
@@ -358,7 +398,7 @@ def test_appended_rows_add_shards_and_stale_only_the_shard_they_change(
 def test_a_failing_shard_fails_the_batch_and_the_retry_skips_finished_shards(
     tmp_path: Path, media_server: MediaServer
 ) -> None:
-    folder = write_dataset(tmp_path / "datasets", media_server, max_retries=1, max_shard_retry=0)
+    folder = write_dataset(tmp_path / "datasets", media_server, max_retries=1)
     defs = build_definitions(str(folder))
     batch = {"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00002"}
     with dg.DagsterInstance.ephemeral() as instance:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from tests.helpers import stats
 from tests.test_dagster import DOWNLOAD, REPO, materialize_plan, write_dataset
@@ -26,8 +27,10 @@ def test_dagster_cli_materializes_one_partition(tmp_path: Path, media_server: Me
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        # deploy/dagster.yaml: SQLite storage in DAGSTER_HOME, a queue of at most 2 runs
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        # deploy/dagster.yaml: SQLite storage in DAGSTER_HOME, a queue of at most 2 runs that
+        # tags each run by dataset and stage, pools of one run each by default
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         materialize_plan(build_definitions(str(datasets)), instance)
@@ -40,7 +43,7 @@ def test_dagster_cli_materializes_one_partition(tmp_path: Path, media_server: Me
     }
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "v2d_dagster.definitions"]
     done = subprocess.run(
-        [*command, "--select", "clips/download", "--partition", "00002"],
+        [*command, "--select", "clips/download", "--partition", "00001"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -50,14 +53,16 @@ def test_dagster_cli_materializes_one_partition(tmp_path: Path, media_server: Me
     assert done.returncode == 0, done.stderr[-3000:]
 
     output = datasets / "out" / "download"
-    assert list(stats(output)) == ["00002"]
-    assert stats(output)["00002"]["failed_to_download"] == 1
+    assert list(stats(output)) == ["00001"]
+    assert stats(output)["00001"]["successes"] == 2
     with dg.DagsterInstance.from_config(str(home)) as instance:
         record = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=DOWNLOAD, asset_partitions=["00002"]), limit=1
+            dg.AssetRecordsFilter(asset_key=DOWNLOAD, asset_partitions=["00001"]), limit=1
         ).records[0]
+        run = instance.get_run_by_id(record.run_id)
     assert record.asset_materialization is not None
-    assert record.asset_materialization.metadata["samples"].value == 1
+    assert record.asset_materialization.metadata["samples"].value == 2
+    assert run is not None and (run.tags["v2d/dataset"], run.tags["v2d/stage"]) == ("clips", "download")
 
 
 DG = str(Path(sys.executable).parent / "dg")

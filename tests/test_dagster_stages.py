@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +15,18 @@ import av
 import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import yaml
 
 from tests.helpers import stats
-from tests.test_dagster import events
-from v2d_core.testing.media import make_videos
+from tests.test_dagster import REPO, events
 from v2d_core.testing.server import MediaServer
+from v2d_dagster import example_media
+from v2d_dagster.assets.shard_stage import AUTOMATION_LABEL
 from v2d_dagster.factory import build_definitions
+from v2d_dagster.testing import free_port
 
 PLAN, DOWNLOAD = dg.AssetKey(["reels", "shard_plan"]), dg.AssetKey(["reels", "download"])
 DOWNSAMPLE, FLOW = dg.AssetKey(["reels", "downsample"]), dg.AssetKey(["reels", "optical_flow"])
-
-
-@pytest.fixture(scope="module")
-def long_media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
-    """Two 6-second videos (downsample_ml keeps clips of 4-10 s) served on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("long_media")
-    make_videos(folder, 2, seconds=6.0)
-    with MediaServer(folder) as server:
-        yield server
 
 
 def write_reels(folder: Path, server: MediaServer, rows: int = 3, **dataset: Any) -> Path:
@@ -83,9 +76,9 @@ def test_the_stage_graph_and_its_automation(tmp_path: Path, long_media: MediaSer
     assert snapshot == {
         "reels/shard_plan": ([], None, None),
         "reels/shard_inputs": (["reels/shard_plan"], "reels_shards", None),
-        "reels/download": (["reels/shard_inputs"], "reels_shards", "eager"),
-        "reels/downsample": (["reels/download"], "reels_shards", "eager"),
-        "reels/optical_flow": (["reels/download"], "reels_shards", "eager"),
+        "reels/download": (["reels/shard_inputs"], "reels_shards", AUTOMATION_LABEL),
+        "reels/downsample": (["reels/download"], "reels_shards", AUTOMATION_LABEL),
+        "reels/optical_flow": (["reels/download"], "reels_shards", AUTOMATION_LABEL),
     }
     sensors = {sensor.name: sensor.default_status.value for sensor in defs.sensors}
     assert sensors == {  # automation: false
@@ -219,3 +212,34 @@ def test_subset_of_an_input_webdataset_registers_its_tars_as_partitions(
     width, height, _ = video_shape(members["00007001.mp4"])
     assert min(width, height) == 64
     assert sorted(stats(tmp_path / "out" / "subset")) == ["00007"]
+
+
+def test_the_shipped_example_feeds_its_download_tars_to_the_subset_dataset(tmp_path: Path) -> None:
+    server = example_media.serve(tmp_path / "media", port=free_port())
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        # the dg project's defs folder, laid out as in the repository: output_root is ../../../data/...
+        datasets = Path(shutil.copytree(REPO / "v2d_dagster" / "defs", tmp_path / "v2d_dagster" / "defs"))
+        videos = datasets / "example" / "videos.csv"
+        videos.write_text(videos.read_text().replace(":8765/", f":{server.server_address[1]}/"))
+        defs = build_definitions(str(datasets))
+        batch = {"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00002"}
+        with dg.DagsterInstance.ephemeral() as instance:
+            for dataset, stage in (("example", "download"), ("example_subset", "subset")):
+                keys = [dg.AssetKey([dataset, "shard_plan"]), dg.AssetKey([dataset, stage])]
+                assert dg.materialize(list(defs.assets), selection=keys[:1], instance=instance).success
+                assert instance.get_dynamic_partitions(f"{dataset}_shards") == ["00000", "00001", "00002"]
+                result = dg.materialize(list(defs.assets), selection=keys[1:], tags=batch, instance=instance)
+                assert all(checks_by_asset(result).values()), checks_by_asset(result)
+    finally:
+        server.shutdown()
+        server.server_close()
+    output = tmp_path / "data" / "example_subset" / "subset"
+    assert {name: shard["successes"] for name, shard in stats(output).items()} == {
+        "00000": 3,
+        "00001": 3,
+        "00002": 2,  # the example's url that fails on purpose is not in its download tar
+    }
+    width, height, rate = video_shape(tar_members(output / "00001.tar")["000010.mp4"])
+    assert (min(width, height), rate) == (128, 10.0)

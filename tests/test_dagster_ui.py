@@ -1,6 +1,7 @@
 """The Dagster UI in a real browser: Playwright drives Debian's chromium, headless, against
-``dagster dev`` on 127.0.0.1. A person's path: open the dataset's download asset, launch one
-partition from the Materialize dialog, watch the run succeed, find the shard's metadata.
+``dagster dev`` on 127.0.0.1. A person's paths: open the dataset's download asset, launch one
+partition from the Materialize dialog, watch the run succeed, find the shard's metadata; and
+launch a backfill of the whole stage, watch it finish, see a shard's blocking check fail.
 
 Needs the ``playwright`` package (pip) and a chromium binary (``apt-get install chromium``);
 Playwright's own browser download is never used. Skips, saying which is missing, without them.
@@ -91,7 +92,7 @@ def test_launch_one_partition_from_the_ui_and_see_it_succeed(
         expect(dialog).to_contain_text("1 partition")
         dialog.get_by_role("button", name="Launch 1 run").click()
 
-        expect(page.get_by_text("Launched run")).to_be_visible()
+        expect(page.get_by_text("Launched run")).to_be_visible(timeout=60 * SECONDS)  # a loaded machine
         page.get_by_role("button", name="View").or_(page.get_by_role("link", name="View")).first.click()
         expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
         run_id = page.url.rsplit("/", 1)[-1]
@@ -136,3 +137,55 @@ def test_partitions_page_of_a_10000_shard_stage(tmp_path: Path, media_server: Me
         expect(page.get_by_text("09999", exact=True).first).to_be_visible()
         expect(page.get_by_text("00000", exact=True)).to_have_count(0)
         page.screenshot(path=str(tmp_path / "partitions_10k.png"))
+
+
+def backfill_ids(home: Path) -> list[str]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [backfill.backfill_id for backfill in instance.get_backfills()]
+
+
+@pytest.mark.timeout(420)
+def test_backfill_a_whole_stage_from_the_ui_and_see_a_blocking_check_fail(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("the browser test needs chromium on PATH: apt-get install -y chromium")
+    datasets = write_dataset(tmp_path / "datasets", media_server)  # 00002 is one 404: 0% < 50%
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    partitions = plan_dataset(home, datasets, "clips")
+    expect = sync_api.expect
+
+    with LocalDagster(home, datasets) as dagster, chromium_page(tmp_path / "chromium-profile") as page:
+        dagster.graphql("mutation { setNuxSeen }")
+        page.goto(f"{dagster.url}/assets/clips/download")
+        page.get_by_role("button", name="Materialize").first.click()
+        dialog = page.get_by_role("dialog").first
+        expect(dialog).to_contain_text("Launch runs to materialize clips / download")
+        dialog.get_by_role("button", name="All", exact=True).click()  # every shard of the stage
+        expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
+        page.screenshot(path=str(tmp_path / "dialog.png"))
+        dialog.get_by_role("button", name="Launch backfill").click()
+
+        expect(page.get_by_text(re.compile("backfill", re.IGNORECASE)).first).to_be_visible()
+        dagster.wait_until("the backfill to be created", lambda: bool(backfill_ids(home)), timeout=60)
+        (backfill_id,) = backfill_ids(home)
+        page.goto(f"{dagster.url}/runs/b/{backfill_id}")  # the backfill's own page, watched to the end
+        assert dagster.wait_for_backfill(backfill_id, timeout=300) == "COMPLETED_SUCCESS"
+        page.reload()
+        expect(page.get_by_text("100% completed")).to_be_visible(timeout=60 * SECONDS)
+        page.screenshot(path=str(tmp_path / "backfill.png"))
+        assert dagster.materialized_partitions(DOWNLOAD.path) == set(partitions)
+        # every shard is written, but shard 00002's blocking success_rate check failed its run
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            (run,) = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        assert run.status == dg.DagsterRunStatus.FAILURE
+
+        page.goto(f"{dagster.url}/assets/clips/download?view=checks")
+        page.get_by_text("success_rate").first.click()
+        page.screenshot(path=str(tmp_path / "checks.png"))
+        expect(page.get_by_text("blocking", exact=True)).to_be_visible()  # "This is a blocking asset check"
+        expect(
+            page.get_by_text("Failed", exact=True).first
+        ).to_be_visible()  # success_rate's state in the list

@@ -19,6 +19,7 @@
     │   ├── TooLongError           media longer than ``max_duration``
     │   ├── NotMediaError          empty body, HTML page, unreadable container
     │   └── YtDlpError             yt-dlp's own error, message kept verbatim (transient: network)
+    ├── WorseShardError      a shard's new version is worse than the one it would replace (kept)
     ├── SubsampleError       -> status "failed_to_subsample"
     │   ├── FFmpegError            ffmpeg exited non-zero (stderr tail kept)
     │   └── SubsampleTimeoutError  a transform ran past its time limit
@@ -56,6 +57,10 @@ class OutputError(V2DError):
 class DiskFullError(V2DError):
     """No space left where v2d writes (``tmp_dir``, the output): not the row's fault, so the shard
     fails as a whole (its old version, if any, stays) and the runner's shard retry redoes it."""
+
+
+class WorseShardError(V2DError):
+    """A shard's new version has a lower success rate than its gate allows; the old one is kept."""
 
 
 class FetchError(V2DError):

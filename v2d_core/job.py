@@ -9,6 +9,7 @@ from typing import Any
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
 from v2d_core.sample import STATUS_COLUMNS
+from v2d_core.shards.gate import ReplaceGate
 from v2d_core.subsamplers.settings import NO_ENGINE
 
 MODALITIES = ("video", "audio", "optical_flow")
@@ -35,6 +36,8 @@ class JobConfig:
     max_shard_retry: int = 1
     tmp_dir: str = "/tmp"
     config: Config = field(default_factory=Config)
+    # When a shard may replace one written before (None: always; the command line's default).
+    replace_gate: ReplaceGate | None = None
 
     def __post_init__(self) -> None:
         if self.stage in NO_ENGINE_STAGES:

@@ -3,7 +3,7 @@
 A pool worker is forked by the forkserver, not by the run's main process, so the kernel tells
 it nothing when the main process is killed (SIGKILL by the OOM killer or a scheduler). Each
 worker therefore watches the main process: once it is gone, the worker kills the processes it
-started (ffmpeg) and then itself. Commits are journaled (:mod:`v2d_core.writers.commit`), so a
+started (ffmpeg) and then itself. Commits are journaled (:mod:`v2d_core.shards.commit`), so a
 shard abandoned this way is wholly old or new, and the next run clears its temporaries.
 The main process ends its workers the same way, with SIGTERM, when it is interrupted.
 """

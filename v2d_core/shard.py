@@ -125,6 +125,8 @@ def _target(job: JobConfig, shard_id: int, schema: pa.Schema) -> ShardTarget:
         encode_formats=output_encode_formats(job),
         save_caption=job.save_caption,
         input_schema=schema,
+        # retry_failed rewrites a shard on purpose, and only ever turns failed rows into successes
+        gate=None if job.incremental_mode == "retry_failed" else job.replace_gate,
     )
 
 

@@ -69,6 +69,7 @@ class Dataset(Component, Model, Resolvable):
     automation: bool | None = None
     automation_interval_seconds: int | None = None
     schedules: dict[str, str] | None = None
+    upstream_asset: str | None = None
     stages: dict[str, dict[str, Any] | None] | None = None
 
     def build_defs(self, context: ComponentLoadContext) -> dg.Definitions:

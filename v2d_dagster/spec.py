@@ -13,6 +13,8 @@ section per stage in the command's config shape::
     automation: false                  # true: stages run when their upstream shard lands, a sensor
                                        # re-plans when the url list grows, schedules start running
     automation_interval_seconds: 30    # how often those sensors look
+    upstream_asset: other/download     # optional: the asset whose output this dataset's input is (its
+                                       # tars), drawn upstream of shard_plan in the asset graph
     schedules:                         # stage -> cron: re-process every shard periodically
       downsample: "0 3 * * 0"
     stages:
@@ -23,8 +25,12 @@ section per stage in the command's config shape::
         number_sample_per_shard: 4     # any other key is a flat override, as on the command line
         processes_count: 2
         shards_per_run: 4              # orchestration: shards per backfill run
-        min_success_rate: 0.5          # orchestration: floor of the success_rate check
-        max_retries: 2                 # orchestration: Dagster RetryPolicy for the stage
+        backfill: multi_run            # or single_run: a whole backfill in one run, on its process pool
+        min_success_rate: 0.5          # orchestration: floor of the success_rate check; a shard below it
+                                       # never replaces a better one (run config force: true does)
+        max_success_drop: 0.2          # optional: nor one more than this below the shard it replaces
+        max_retries: 2                 # orchestration: Dagster RetryPolicy; the only shard retries
+        pool: v2d_fetch                # orchestration: the Dagster pool of its steps (default by stage)
         k8s_resources:                 # orchestration: the stage's pod on Kubernetes (v2d_dagster.k8s)
           requests: {cpu: "2", memory: 2Gi}
       downsample: {}                   # the subset stage with the downsample_ml preset
@@ -58,10 +64,12 @@ from v2d_core.api import load_config
 from v2d_core.config import preset_names
 from v2d_core.errors import ConfigError, V2DError
 from v2d_core.job import JobConfig
+from v2d_core.shards.gate import ReplaceGate
 from v2d_dagster.k8s import stage_resources
 
 DATASETS_DIR_ENV = "V2D_DATASETS_DIR"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+UPSTREAM_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/[A-Za-z][A-Za-z0-9_]*$")
 SHARD_INPUTS = "_shard_inputs"
 
 
@@ -74,16 +82,23 @@ class StageKind:
     encode_formats: Mapping[str, str]
     output_format: str
     reads_tars: bool  # True: reads the dataset's video tars (download's, or the input webdataset)
+    pool: str  # the Dagster concurrency pool of its steps, by kind of work
 
 
 VIDEO = {"video": "mp4"}
+FETCH_POOL, TRANSCODE_POOL, ANALYSIS_POOL = "v2d_fetch", "v2d_transcode", "v2d_analysis"
 # Stages in graph order. download reads the url list's shards; the others read tars.
 STAGE_KINDS: Mapping[str, StageKind] = {
-    "download": StageKind("download", "default", VIDEO, "files", reads_tars=False),
-    "subset": StageKind("subset", "default", VIDEO, "webdataset", reads_tars=True),
-    "downsample": StageKind("subset", "downsample_ml", VIDEO, "webdataset", reads_tars=True),
-    "optical_flow": StageKind("optical_flow", "optical_flow", {}, "webdataset", reads_tars=True),
+    "download": StageKind("download", "default", VIDEO, "files", reads_tars=False, pool=FETCH_POOL),
+    "subset": StageKind("subset", "default", VIDEO, "webdataset", reads_tars=True, pool=TRANSCODE_POOL),
+    "downsample": StageKind(
+        "subset", "downsample_ml", VIDEO, "webdataset", reads_tars=True, pool=TRANSCODE_POOL
+    ),
+    "optical_flow": StageKind(
+        "optical_flow", "optical_flow", {}, "webdataset", reads_tars=True, pool=ANALYSIS_POOL
+    ),
 }
+BACKFILL_POLICIES = ("multi_run", "single_run")
 AVAILABLE_STAGES = tuple(STAGE_KINDS)
 
 
@@ -96,16 +111,28 @@ class StageSpec:
     encode_formats: Mapping[str, str] = field(default_factory=lambda: {"video": "mp4"})
     config: str | Mapping[str, Any] = "default"
     overrides: Mapping[str, Any] = field(default_factory=dict)
-    max_shard_retry: int = 1
     tmp_dir: str = "/tmp"
     shards_per_run: int = 4
+    backfill: str = "multi_run"
     min_success_rate: float = 0.0
+    max_success_drop: float | None = None
     max_retries: int = 2
+    pool: str | None = None
     k8s_resources: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> StageKind:
         return STAGE_KINDS[self.name]
+
+    @property
+    def pool_name(self) -> str:
+        """The Dagster pool of the stage's steps: ``pool``, else its kind's."""
+        return self.pool or self.kind.pool
+
+    @property
+    def gate(self) -> ReplaceGate:
+        """When a new version of a shard may replace the one written before."""
+        return ReplaceGate(min_success_rate=self.min_success_rate, max_drop=self.max_success_drop)
 
     @property
     def resources(self) -> dict[str, dict[str, str]]:
@@ -121,8 +148,13 @@ class StageSpec:
             raise ConfigError(f"shards_per_run must be an integer, got {self.shards_per_run!r}")
         if self.shards_per_run < 1:
             raise ConfigError(f"shards_per_run must be >= 1, got {self.shards_per_run}")
-        if not 0.0 <= self.min_success_rate <= 1.0:
-            raise ConfigError(f"min_success_rate must be between 0 and 1, got {self.min_success_rate}")
+        if self.backfill not in BACKFILL_POLICIES:
+            raise ConfigError(
+                f"backfill must be one of {', '.join(BACKFILL_POLICIES)}, got {self.backfill!r}"
+            )
+        if self.pool is not None and not (isinstance(self.pool, str) and self.pool.strip()):
+            raise ConfigError(f"pool must be a non-empty name, got {self.pool!r}")
+        self.gate  # noqa: B018 -- validates min_success_rate and max_success_drop
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
         stage_resources(self.name, self.k8s_resources)  # a bad quantity fails at load, not at a run
@@ -148,6 +180,7 @@ class DatasetSpec:
     automation: bool = False
     automation_interval_seconds: int = 30
     schedules: Mapping[str, str] = field(default_factory=dict)
+    upstream_asset: str | None = None
     source_file: str | None = None
 
     def __post_init__(self) -> None:
@@ -161,6 +194,8 @@ class DatasetSpec:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ConfigError(f"automation_interval_seconds must be an integer >= 1, got {interval!r}")
         self._check_stages()
+        if self.upstream_asset is not None and not UPSTREAM_PATTERN.match(str(self.upstream_asset)):
+            raise ConfigError(f"upstream_asset must be 'dataset/stage', got {self.upstream_asset!r}")
         unknown = sorted(set(self.schedules) - set(self.stages))
         if unknown:
             raise ConfigError(f"schedules name stage(s) the dataset does not have: {', '.join(unknown)}")
@@ -226,9 +261,10 @@ class DatasetSpec:
             stage=settings.kind.core_stage,
             **columns,
             incremental_mode="incremental",
-            max_shard_retry=settings.max_shard_retry,
+            max_shard_retry=0,  # Dagster's RetryPolicy (max_retries) is the one retry of a shard
             tmp_dir=settings.tmp_dir,
             config=load_config(settings.config, settings.overrides),
+            replace_gate=settings.gate,
         )
 
     def plan_job(self) -> JobConfig:
@@ -378,6 +414,11 @@ def stage_from_mapping(name: str, data: Mapping[str, Any], base: Path) -> StageS
     """A stage's settings; keys that are not stage options become flat config overrides."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"stage {name!r} must be a mapping of settings")
+    if "max_shard_retry" in data:
+        raise ConfigError(
+            f"stage {name!r}: max_shard_retry is the command line's shard retry; under Dagster the stage's "
+            "max_retries (its RetryPolicy) retries a shard"
+        )
     options = {key: value for key, value in data.items() if key in STAGE_OPTIONS}
     overrides = {key: value for key, value in data.items() if key not in STAGE_OPTIONS}
     kind = STAGE_KINDS.get(name)

@@ -41,6 +41,17 @@ mutation Launch($params: LaunchBackfillParams!) {
 }
 """
 
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
 BACKFILL_STATUS = """
 query Backfill($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -201,13 +212,29 @@ class LocalDagster:
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
 
-    def launch_backfill(self, asset_key: Sequence[str], partitions: Sequence[str]) -> str:
-        """Launch an asset backfill of ``partitions`` of ``asset_key``; its id."""
-        params = {"partitionNames": list(partitions), "assetSelection": [{"path": list(asset_key)}]}
+    def launch_backfill(
+        self, asset_key: Sequence[str], partitions: Sequence[str], also: Sequence[Sequence[str]] = ()
+    ) -> str:
+        """Launch a backfill of ``partitions`` of ``asset_key`` (and of the assets ``also``); its id."""
+        keys = [asset_key, *also]
+        params = {"partitionNames": list(partitions), "assetSelection": [{"path": list(key)} for key in keys]}
         result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {result}")
         return result["backfillId"]
+
+    def launch_range_run(self, job_name: str, first: str, last: str) -> str:
+        """Launch one run of ``job_name`` over partitions ``first``..``last`` (no backfill daemon); its id."""
+        selector = {"repositoryLocationName": "v2d", "repositoryName": "__repository__", "jobName": job_name}
+        tags = [
+            {"key": "dagster/asset_partition_range_start", "value": first},
+            {"key": "dagster/asset_partition_range_end", "value": last},
+        ]
+        params = {"selector": selector, "executionMetadata": {"tags": tags}, "runConfigData": {}}
+        result = self.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"run not launched: {result}")
+        return result["run"]["runId"]
 
     def run_status(self, run_id: str) -> str:
         """``QUEUED``, ``STARTED``, ``SUCCESS``, ``FAILURE``..."""
@@ -243,6 +270,18 @@ class LocalDagster:
         """Partitions of ``asset_key`` with a materialization, read from the instance's storage."""
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
             return set(instance.get_materialized_partitions(dg.AssetKey(list(asset_key))))
+
+    def materialized_since(self, asset_key: Sequence[str], partitions: Sequence[str], since: float) -> bool:
+        """Whether every one of ``partitions`` of ``asset_key`` has a materialization newer than ``since``."""
+        key = dg.AssetKey(list(asset_key))
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            for partition in partitions:
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+                ).records
+                if not records or records[0].timestamp < since:
+                    return False
+        return True
 
     def backfill_runs(self, backfill_id: str) -> list[tuple[float, float, float]]:
         """(created, started, ended) timestamps of the finished runs the backfill launched."""

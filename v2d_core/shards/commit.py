@@ -9,6 +9,10 @@ anywhere in between leaves either no journal (the old shard intact, temporaries 
 or a journal that :func:`recover` replays: after recovery a shard is wholly its old or
 wholly its new version, never a mix, and no temporary is left. On object storage a rename
 is a copy then a delete (:func:`v2d_core.storage.move`): each final name still appears whole.
+
+Before anything is renamed, a :class:`ReplaceGate` compares the new version's success rate
+with the shard it would replace (its ``_stats.json``): a worse one is refused
+(:class:`~v2d_core.errors.WorseShardError`, naming both rates) and the old shard stays.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import json
 from collections.abc import Collection
 from typing import Any, BinaryIO
 
+from v2d_core.shards.gate import ReplaceGate
 from v2d_core.shards.layout import (
     JOURNAL_SUFFIX,
+    STATS_SUFFIX,
     belongs_to,
     hidden_pattern,
     is_journal,
@@ -26,6 +32,7 @@ from v2d_core.shards.layout import (
     journal_name,
     temporary_name,
 )
+from v2d_core.shards.stats import ShardStats
 from v2d_core.storage import fresh_fs, move
 
 
@@ -49,10 +56,16 @@ class TempOutputs:
         """A new file opened for writing under a temporary name for ``name``."""
         return self.fs.open(self.temp(name), "wb")
 
-    def commit(self) -> None:
-        """Rename every temporary to its final name, replacing what is there, as one unit (see module doc)."""
+    def commit(self, stats: ShardStats | None = None, gate: ReplaceGate | None = None) -> None:
+        """Rename every temporary to its final name, replacing what is there, as one unit (see module doc).
+
+        With ``stats`` (the new version's) and a ``gate``, the shard written before is replaced only if
+        the gate lets it; else :class:`WorseShardError` and nothing is renamed.
+        """
         if not self._pending:
             return
+        if stats is not None and gate is not None:
+            self._check_replacement(stats, gate)
         journal = f"{self.folder}/{journal_name(self.unit)}"
         staged = f"{self.folder}/{temporary_name(self.unit + JOURNAL_SUFFIX)}"
         with self.fs.open(staged, "w") as handle:
@@ -60,6 +73,14 @@ class TempOutputs:
         self.fs.mv(staged, journal)
         self._pending.clear()
         _replay(self.fs, self.folder, journal)
+
+    def _check_replacement(self, stats: ShardStats, gate: ReplaceGate) -> None:
+        old_path = f"{self.folder}/{self.unit}{STATS_SUFFIX}"
+        if gate.force or not self.fs.exists(old_path):
+            return
+        with self.fs.open(old_path, "r") as handle:
+            old = ShardStats.from_json(json.load(handle), old_path)
+        gate.check(self.unit, old, stats)
 
     def abort(self) -> None:
         """Delete the temporaries not yet committed."""

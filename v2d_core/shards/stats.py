@@ -31,6 +31,11 @@ class ShardStats:
     def duration(self) -> float:
         return self.end_time - self.start_time
 
+    @property
+    def success_rate(self) -> float:
+        """Successful rows / rows (0 for a shard of no rows)."""
+        return self.successes / self.count if self.count else 0.0
+
     def to_json(self) -> dict[str, Any]:
         """The fields in ``_stats.json``'s order, ``duration`` last."""
         record = {

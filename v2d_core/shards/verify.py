@@ -29,7 +29,6 @@ from v2d_core.shards.reader import ShardReader, tar_keys
 
 CLIP_KEY = re.compile(r"^(?P<source>.+)_\d{5}$")  # clip i of sample key: {key}_{i:05d}
 CHECK_NAMES = ("readable", "row_count_matches_input", "unique_keys", "success_rate")
-WARN_ONLY = frozenset({"success_rate"})
 UNREADABLE = (OSError, tarfile.TarError, pa.ArrowException, ValueError, InputError)
 DataKeys = dict[str, set[str]] | None | str  # key -> extensions; None: no data file; str: why unreadable
 

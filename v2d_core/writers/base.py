@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from v2d_core.sample import Sample
 from v2d_core.shards import ShardStats
+from v2d_core.shards.gate import ReplaceGate
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class ShardTarget:
     save_caption: bool
     input_schema: pa.Schema
     storage_options: dict[str, Any] | None = None
+    gate: ReplaceGate | None = None  # when this shard may replace one written before (None: always)
 
 
 class ShardWriter(ABC):

@@ -136,6 +136,7 @@ class StatusWriter(ShardWriter):
         super().__init__(target)
         self.layout = ShardLayout(target.output_folder, target.shard_name, self.output_format)
         self.outputs = TempOutputs(target.output_folder, target.shard_name, target.storage_options)
+        self._stats: ShardStats | None = None
         try:
             self._open()
             self._rows = ParquetRows(self.outputs.open(self.layout.parquet_name), self._schema())
@@ -167,6 +168,7 @@ class StatusWriter(ShardWriter):
         self._rows.append(dict(row))
 
     def add_stats(self, stats: ShardStats) -> None:
+        self._stats = stats
         with self.outputs.fs.open(self.outputs.temp(self.layout.stats_name), "w") as handle:
             json.dump(stats.to_json(), handle, indent=4)
 
@@ -174,7 +176,7 @@ class StatusWriter(ShardWriter):
         try:
             self._close()
             self._rows.close()
-            self.outputs.commit()
+            self.outputs.commit(self._stats, self.target.gate)
         except BaseException:
             self.abort()
             raise

@@ -51,8 +51,11 @@ def build_shard_plan(dataset: DatasetSpec, partitions: dg.DynamicPartitionsDefin
     shard_dir = dataset.shard_input_dir
     inputs_key = shard_inputs_key(dataset)
 
+    upstream = [dg.AssetKey(dataset.upstream_asset.split("/"))] if dataset.upstream_asset else []
+
     @dg.asset(
         key=shard_plan_key(dataset),
+        deps=upstream,
         group_name=dataset.name,
         code_version=plan_version(job),
         description=f"Cuts {dataset.name}'s input into shards; one `{partitions.name}` partition each.",

@@ -1,24 +1,34 @@
 """A stage asset partitioned by shard: keys in, ``process_shard`` / ``run_shards`` called, metadata out.
 
 One run handles one partition (``process_shard`` in the run's process; with the run config
-``retry_failed``, a written shard only gets its transient failures fetched again) or a batch of
-partitions from a backfill (``run_shards`` on a local process pool), so a backfill costs
-one run per ``shards_per_run`` shards. Each partition gets its own metadata and its own
-check results. A batch with failing shards fails the step; Dagster's RetryPolicy re-runs
-it, and the retry skips the shards this run already finished.
+``retry_failed``, a written shard only gets its transient failures fetched again) or a range
+of partitions from a backfill (``run_shards`` on the run's own process pool): one run per
+``shards_per_run`` shards, or the whole range in one run with ``backfill: single_run``.
 
-Where a stage's shards come from is the one thing stages differ in: a
-:data:`ShardResolver` turns partition keys into the core's :class:`ShardSpec` (the plan's
-input files, or the tars an upstream stage wrote). With the dataset's automation on, a
-shard materializes by itself when its upstream shard lands (``AutomationCondition.eager``).
+Each shard the run commits is materialized on its own, with its own data version and lineage
+(:mod:`v2d_dagster.lineage`), metadata and check results; a shard that failed is named in the
+step's failure. Retries belong to Dagster: the core runs each shard once per attempt, the
+stage's RetryPolicy re-runs the step, and a retry skips the shards this run already
+materialized (read from the run's own events). A shard is never replaced by a worse one
+(the stage's ``min_success_rate`` / ``max_success_drop``, checked in the core's commit)
+unless the run config says ``force`` or ``retry_failed``.
+
+``readable`` and ``success_rate`` are blocking checks: a shard that fails one fails the step,
+and the stages downstream wait (``all_deps_blocking_checks_passed``). Where a stage's shards
+come from is the one thing stages differ in: a :data:`ShardResolver` turns partition keys into
+the core's :class:`ShardSpec` (the plan's input files, or the tars an upstream stage wrote).
 """
 
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
@@ -28,12 +38,13 @@ from v2d_core.retry import process_or_retry
 from v2d_core.run import run_shards
 from v2d_core.sharding import ShardSpec
 from v2d_core.shards import ShardLayout, ShardStats
-from v2d_core.shards.reader import ShardReader
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
+from v2d_dagster.lineage import shard_materialization
 from v2d_dagster.metadata import environment_metadata, shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
-from v2d_dagster.shard_checks import CHECK_NAMES, shard_check_evaluations
+from v2d_dagster.run_tags import tag_run
+from v2d_dagster.shard_checks import BLOCKING, CHECK_NAMES, shard_check_evaluations
 from v2d_dagster.spec import DatasetSpec, stage_version
 
 # (job, partition keys) -> partition key -> the core's unit of work; raises InputError.
@@ -47,6 +58,17 @@ CHECK_DESCRIPTIONS = {
 }
 
 
+AUTOMATION_LABEL = "eager, once upstream blocking checks pass"
+
+
+@dataclass(slots=True)
+class StageOutcome:
+    """What a run did to its shards: the stats of those it committed, the errors of those it did not."""
+
+    written: dict[str, ShardStats] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
 class ShardRunConfig(dg.Config):
     """Launch-time knobs, not in code_version: how fast a run goes, and whether it only retries."""
 
@@ -57,13 +79,20 @@ class ShardRunConfig(dg.Config):
         description="Shards already written only get their transiently failed rows (timeouts, 5xx, "
         "resets) fetched again; the other rows are kept as they are.",
     )
+    force: bool = Field(
+        default=False,
+        description="Replace shards even by worse ones (a success rate under min_success_rate, or more "
+        "than max_success_drop under the shard replaced); without it such a shard is kept and the run fails.",
+    )
 
     def apply(self, job: JobConfig) -> JobConfig:
         if self.retry_failed:
             job = dataclasses.replace(job, incremental_mode="retry_failed")
+        if self.force:
+            job = dataclasses.replace(job, replace_gate=None)
         changes = {
             name: value
-            for name, value in self.model_dump(exclude={"retry_failed"}).items()
+            for name, value in self.model_dump(exclude={"retry_failed", "force"}).items()
             if value is not None
         }
         if not changes:
@@ -103,12 +132,17 @@ def build_shard_stage(
     settings = dataset.stages[stage]
     job = dataset.job(stage)
     key = stage_key(dataset, stage)
+    upstream_is_external = upstream == shard_inputs_key(dataset)
     shown_folder = redact_text(job.output_folder)
     with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
         check_specs = [
             dg.AssetCheckSpec(
-                name, asset=key, description=CHECK_DESCRIPTIONS[name], partitions_def=partitions
+                name,
+                asset=key,
+                description=CHECK_DESCRIPTIONS[name],
+                partitions_def=partitions,
+                blocking=name in BLOCKING,
             )
             for name in CHECK_NAMES
         ]
@@ -121,9 +155,18 @@ def build_shard_stage(
         kinds={"video", settings.output_format},
         metadata={"output_folder": shown_folder, "output_format": job.output_format},
         tags={"v2d/stage": stage},
-        # Runs only while the dataset's automation sensor runs (``automation: true``).
-        automation_condition=dg.AutomationCondition.eager(),
+        # Materialized shard by shard (lineage.shard_materialization), not by the step's output.
+        skippable=True,
+        # Runs only while the dataset's automation sensor runs (``automation: true``); waits for the
+        # upstream shard's blocking checks.
+        automation_condition=(
+            dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        ).with_label(AUTOMATION_LABEL),
     )
+    single_run = settings.backfill == "single_run"
+    downstream = {
+        stage_key(dataset, other) for other in dataset.stages if dataset.upstream_stage(other) == stage
+    }
 
     @dg.multi_asset(
         name=f"{dataset.name}__{stage}",
@@ -131,26 +174,43 @@ def build_shard_stage(
         check_specs=check_specs,
         partitions_def=partitions,
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.multi_run(settings.shards_per_run),
+        backfill_policy=dg.BackfillPolicy.single_run()
+        if single_run
+        else dg.BackfillPolicy.multi_run(settings.shards_per_run),
         retry_policy=dg.RetryPolicy(
             max_retries=settings.max_retries, delay=1, backoff=dg.Backoff.EXPONENTIAL
         ),
+        pool=settings.pool_name,
         # dagster-k8s sizes the step's pod from these (V2D_EXECUTOR=k8s: one pod per step).
         op_tags={"v2d/dataset": dataset.name, "v2d/stage": stage, **k8s_config_tags(settings.resources)},
     )
     def shard_stage(context: dg.AssetExecutionContext, config: ShardRunConfig) -> Iterator[Any]:
+        tag_run(context)
         run_job = config.apply(job)
         specs = shard_specs(resolve, run_job, context.partition_keys)
-        if key in context.selected_asset_keys:
-            environment = environment_metadata(context, run_job.config.reading)
-            for partition, stats in run_stage(context, specs, run_job).items():
-                context.add_asset_metadata(
-                    {**shard_metadata(stats, _data_path(run_job, partition)), "environment": environment},
-                    asset_key=key,
-                    partition_key=partition,
-                )
+        if key not in context.selected_asset_keys:  # the checks alone, on the shards as they are
+            yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
+            return
+        outcome = run_stage(context, specs, run_job)
+        if not outcome.failures and downstream & context.job_def.asset_layer.selected_asset_keys:
+            # A stage downstream runs in this run and waits for this step's output; Dagster then also
+            # logs its own materialization of the range, before the per-shard ones that carry lineage.
             yield dg.MaterializeResult(asset_key=key)
-        yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
+        environment = environment_metadata(context, run_job.config.reading)
+        for partition, stats in outcome.written.items():
+            metadata = {**shard_metadata(stats, _data_path(run_job, partition)), "environment": environment}
+            parquet = f"{run_job.output_folder}/{partition}.parquet"
+            yield shard_materialization(
+                context, key, upstream, upstream_is_external, partition, parquet, metadata
+            )
+        written = {partition: specs[partition] for partition in outcome.written}
+        yield from evaluate_checks(context, key, written, run_job, settings.min_success_rate)
+        if outcome.failures:
+            lines = [f"{partition}: {error}" for partition, error in sorted(outcome.failures.items())]
+            raise dg.Failure(
+                description=f"{len(outcome.failures)} of {len(specs)} shard(s) failed:\n" + "\n".join(lines),
+                metadata={"failed_shards": ", ".join(sorted(outcome.failures))},
+            )
 
     return shard_stage
 
@@ -165,29 +225,53 @@ def shard_specs(resolve: ShardResolver, job: JobConfig, partitions: Sequence[str
 
 def run_stage(
     context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, ShardStats]:
-    """Process the shards of ``specs`` (partition key -> spec); their stats by partition key."""
-    finished = _finished_in_this_run(context, specs, job) if context.retry_number else {}
-    todo = [spec for partition, spec in specs.items() if partition not in finished]
-    if finished:
-        context.log.info(f"retry {context.retry_number}: {len(finished)} shard(s) already done in this run")
+) -> StageOutcome:
+    """Process each shard of ``specs`` (partition key -> spec) once, but those an earlier attempt of
+    this run materialized."""
+    done = materialized_in_this_run(context) if context.retry_number else set()
+    todo = [spec for partition, spec in specs.items() if partition not in done]
+    if done:
+        context.log.info(
+            f"retry {context.retry_number}: {len(done & set(specs))} shard(s) already done in this run"
+        )
     try:
         if len(todo) <= 1:  # one shard: in this process, no pool to start
-            results, failures = [process_or_retry(spec, job) for spec in todo], {}
+            results, failures = _in_process(todo, job)
         else:
             summary = run_shards(todo, job)
             results, failures = summary.results, summary.failed_shards
     except (ConfigError, InputError) as error:  # the message says it all; no traceback to leak secrets
         raise dg.Failure(description=redact_text(str(error)), allow_retries=False) from None
-    if failures:
-        lines = [f"{job.shard_name(shard_id)}: {error}" for shard_id, error in sorted(failures.items())]
-        raise dg.Failure(
-            description=f"{len(failures)} of {len(specs)} shard(s) failed:\n" + "\n".join(lines),
-            metadata={"failed_shards": ", ".join(job.shard_name(s) for s in sorted(failures))},
-        )
-    stats = dict(finished)
-    stats.update({job.shard_name(result.shard_id): result.stats() for result in results})
-    return stats
+    return StageOutcome(
+        written={job.shard_name(result.shard_id): result.stats() for result in results},
+        failures={job.shard_name(shard_id): error for shard_id, error in failures.items()},
+    )
+
+
+def _in_process(specs: Sequence[ShardSpec], job: JobConfig) -> tuple[list, dict[int, str]]:
+    """``specs`` processed here, one after the other: the results, and shard id -> error of the others."""
+    results, failures = [], {}
+    for spec in specs:
+        try:
+            results.append(process_or_retry(spec, job))
+        except (ConfigError, InputError):
+            raise
+        except Exception as error:  # a failed shard is reported by name, as the pool reports it
+            failures[spec.shard_id] = redact_text(f"{type(error).__name__}: {error}")
+    return results, failures
+
+
+def materialized_in_this_run(context: dg.AssetExecutionContext) -> set[str]:
+    """The partitions of the step's asset an earlier attempt of this run materialized."""
+    connection = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    events = [record.event_log_entry.dagster_event for record in connection.records]
+    return {
+        event.partition
+        for event in events
+        if event is not None and event.asset_key in context.selected_asset_keys and event.partition
+    }
 
 
 def evaluate_checks(
@@ -196,35 +280,39 @@ def evaluate_checks(
     specs: Mapping[str, ShardSpec],
     job: JobConfig,
     min_success_rate: float,
-) -> Iterator[dg.Output]:
-    """Log each selected check's verdict for each partition; then the checks' (empty) step outputs."""
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """Each selected check's verdict for each partition (a failed blocking one fails the step);
+    then the checks' (empty) step outputs."""
     selected = {check.name for check in context.selected_asset_check_keys if check.asset_key == key}
     if not selected:
         return
     for partition, spec in specs.items():
-        for evaluation in shard_check_evaluations(key, partition, spec, job, min_success_rate):
+        target = latest_materialization(context, key, partition)
+        for evaluation in shard_check_evaluations(key, partition, spec, job, min_success_rate, target):
             if evaluation.check_name in selected:
-                context.log_event(evaluation)
+                yield evaluation
     for name in sorted(selected):
         yield dg.Output(None, output_name=_check_output_name(context, dg.AssetCheckKey(key, name)))
 
 
+def latest_materialization(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The shard's latest materialization, which a check evaluation says it verified (a check is
+    current, and can let the stages downstream go, only for that one)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    (record,) = records
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=record.event_log_entry.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+    )
+
+
 def _check_output_name(context: dg.AssetExecutionContext, check_key: dg.AssetCheckKey) -> str:
     return context.assets_def.get_output_name_for_asset_check_key(check_key)
-
-
-def _finished_in_this_run(
-    context: dg.AssetExecutionContext, specs: Mapping[str, ShardSpec], job: JobConfig
-) -> dict[str, ShardStats]:
-    """Stats of the shards an earlier attempt of this run committed (their stats are newer than the run)."""
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    started = record.create_timestamp.timestamp() if record is not None else float("inf")
-    finished = {}
-    for partition in specs:
-        layout = ShardLayout(job.output_folder, partition, job.output_format)
-        if layout.is_done() and (stats := ShardReader(layout).stats()).start_time >= started:
-            finished[partition] = stats
-    return finished
 
 
 def _data_path(job: JobConfig, partition: str) -> str:
