@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from v2d_core.config import INCREMENTAL_MODES, INPUT_FORMATS, OUTPUT_FORMATS, STAGES, Config
 from v2d_core.errors import ConfigError
 from v2d_core.sample import STATUS_COLUMNS
-from v2d_core.shards.gate import ReplaceGate
 from v2d_core.subsamplers.settings import NO_ENGINE
+
+if TYPE_CHECKING:  # the shards package reads storage (fsspec); the CLI's --help loads neither
+    from v2d_core.shards.gate import ReplaceGate
 
 MODALITIES = ("video", "audio", "optical_flow")
 RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
