@@ -208,12 +208,13 @@ def test_a_stalled_host_does_not_hold_the_threads_of_the_others(
     """Twelve rows of a host that answers nothing yet among forty rows of ten other hosts, eight
     threads: every row of the ten hosts is fetched while the stalled host's rows still wait."""
     stalled = MediaServer(media_dir).start()
-    safety = threading.Timer(120, stalled.release)  # a broken scheduler fails the test, never hangs it
+    # a broken scheduler fails the test, never hangs it
+    safety = threading.Timer(120, stalled.open_gate, args=("hold",))
     safety.start()
     try:
         hosts = [host for server in servers for host in host_names(server)]
         fast = [f"{hosts[i % 10]}/files/video_000{i % 4}.mp4?{i}" for i in range(40)]
-        slow = [stalled.url("hold", f"video_0000.mp4?{i}") for i in range(12)]
+        slow = [stalled.url("gate/hold", f"video_0000.mp4?{i}") for i in range(12)]
         waiting = iter(slow)
         urls = []
         for index, row in enumerate(fast):  # a stalled row after every third fast one, the rest at the end
@@ -227,9 +228,9 @@ def test_a_stalled_host_does_not_hold_the_threads_of_the_others(
         order = []
         for sample, fetched, _ in fetch_samples(samples, job, str(tmp_path), shard_id=0):
             assert not isinstance(fetched, BaseException), fetched
-            order.append("slow" if "/hold/" in (sample.url or "") else "fast")
+            order.append("slow" if "/gate/hold/" in (sample.url or "") else "fast")
             if order.count("fast") == len(fast):
-                stalled.release()
+                stalled.open_gate("hold")
         assert order == ["fast"] * len(fast) + ["slow"] * len(slow)
     finally:
         safety.cancel()

@@ -29,7 +29,6 @@ Routes (``name`` is a file under the served folder):
                                ``s`` seconds
 - ``/retryafter/{n}/{value}/{name}``  429 with ``Retry-After: {value}`` (percent-encoded) the first ``n``
                                times for this path, then the file
-- ``/hold/{name}``             the file once :meth:`MediaServer.release` is called (a stalled host)
 - ``/needcookie/{cookie}/{name}``  the file if the request's ``Cookie`` header has ``{cookie}``
                                (percent-encoded ``name=value``), else 403
 
@@ -145,10 +144,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._route_files(name)
         else:
             self._send(403, b"sign in first", "text/plain")
-
-    def _route_hold(self, name: str) -> None:
-        self.server.released.wait(STALL_LIMIT_SECONDS)
-        self._route_files(name)
 
     def _route_status(self, rest: str) -> None:
         code, _, _ = rest.partition("/")
@@ -326,7 +321,6 @@ class _Server(ThreadingHTTPServer):
         self.host_active: Counter[str] = Counter()  # by Host header: requests being answered now
         self.host_most: Counter[str] = Counter()  # by Host header: most requests answered at once
         self.refused = 0  # 429s sent by /limited/
-        self.released = threading.Event()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.gates: dict[str, threading.Event] = {}
@@ -395,10 +389,6 @@ class MediaServer:
         """How many 429s ``/limited/`` sent."""
         return self._server.refused
 
-    def release(self) -> None:
-        """Let every ``/hold/`` request (waiting or later) answer."""
-        self._server.released.set()
-
     def start(self) -> Self:
         self._thread.start()
         return self
@@ -409,7 +399,6 @@ class MediaServer:
             gates = list(self._server.gates.values())
         for event in gates:
             event.set()
-        self._server.released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
