@@ -15,11 +15,15 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from tests.helpers import write_csv
+from v2d_core.testing.server import MediaServer
 
 REPO = Path(__file__).resolve().parents[1]
 FREEZE_HOOK = Path(__file__).resolve().parent / "freeze"
@@ -162,3 +166,34 @@ def check_dataset(output: Path, keys: Sequence[str], output_format: str) -> list
     leftovers = [p.name for p in output.iterdir() if p.name.startswith((".", "_"))]
     assert leftovers == [], f"temporaries left: {leftovers}"
     return rows
+
+
+WAIT_SECONDS = 120  # bounds for waiting on the run; no assertion on how fast anything is
+
+
+def stalled_run(tmp_path: Path, server: MediaServer) -> tuple[list[str], Path, list[str]]:
+    """Two shards of 2: shard 0 is served at once, shard 1 stalls (the server holds its answers)."""
+    tag = uuid.uuid4().hex
+    urls = [server.url("files", f"video_0000.mp4?{tag}"), server.url("files", f"video_0001.mp4?{tag}")]
+    urls += [server.url("delay/600", f"video_0002.mp4?{tag}{i}") for i in range(2)]
+    source = write_csv(tmp_path / "videos.csv", [{"url": url} for url in urls])
+    output = tmp_path / "out"
+    command = cli_command(
+        f"--url_list={source}",
+        "--input_format=csv",
+        f"--output_folder={output}",
+        "--output_format=webdataset",
+        "--number_sample_per_shard=2",
+        "--processes_count=2",
+        "--thread_count=2",
+        "--timeout=600",
+        f"--tmp_dir={tmp_path / 'work'}",
+    )
+    return command, output, ["000000", "000001", "000010", "000011"]
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.02)

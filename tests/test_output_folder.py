@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash import cli_command, run_env, start
+from tests.crash import cli_command, run_env, stalled_run, start, wait_for
 from tests.helpers import write_csv
-from tests.test_run_lifetime import stalled_run, wait_for
 from v2d_core.testing.server import MediaServer
 
 
