@@ -1,35 +1,57 @@
-"""Download-only throughput of the `video2dataset` CLI against a raw parallel HTTP fetch.
+"""Download-only throughput of the `video2dataset` CLI against the raw fetch (the physical limit).
 
-Both fetch the same N urls from one server process on 127.0.0.1, in the same run. The
-raw baseline only streams each body to a file; v2d also checks media, writes tars,
-parquet and stats. Peak memory is the summed RSS of the CLI's process tree.
+Both sides are commands run on the same N urls served by one server process on 127.0.0.1,
+in alternating rounds of one run, with the same shape: ``--processes`` processes of
+``--threads`` threads, ``--per_shard`` urls per tar shard, webdataset output.
+
+- raw: ``benchmark/raw_fetch.py``, a minimal parallel HTTP fetch writing each body as a tar
+  member with a small json member (no check, no parquet, no stats);
+- v2d: the ``video2dataset`` CLI (checks every file is whole media, writes tars, parquet, stats).
+
+Each side is timed from launch to exit (start-up included). CPU is every process of the
+command (this script is their subreaper, so orphans such as the forkserver are counted);
+peak memory is the summed RSS of the command's processes. Prints the ratio v2d / raw.
 
     pip install -e ".[bench]"
-    python benchmark/download_throughput.py --videos 1000 --unique 20
+    python benchmark/download_throughput.py --videos 200 2000 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import requests
 
 from v2d_core.testing.media import make_videos
 
+HERE = Path(__file__).resolve().parent
+PR_SET_CHILD_SUBREAPER = 36
 SERVER_CODE = (
     "import sys, time; from pathlib import Path; from v2d_core.testing.server import MediaServer\n"
     "s = MediaServer(Path(sys.argv[1])).start(); print(s.base_url, flush=True); time.sleep(10**6)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One command's run: wall seconds, CPU seconds of all its processes, peak summed RSS."""
+
+    seconds: float
+    cpu: float
+    peak_rss: int
 
 
 def start_server(media: Path) -> tuple[subprocess.Popen[str], str]:
@@ -41,45 +63,67 @@ def start_server(media: Path) -> tuple[subprocess.Popen[str], str]:
     return server, server.stdout.readline().strip()
 
 
-def raw_fetch(urls: list[str], folder: Path, threads: int) -> float:
-    """Stream every url to a file with ``threads`` threads; return the wall time."""
-    folder.mkdir(parents=True)
-    session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=threads))
-
-    def fetch(index_url: tuple[int, str]) -> None:
-        index, url = index_url
-        with (
-            session.get(url, stream=True, timeout=60) as response,
-            (folder / f"{index}.mp4").open("wb") as out,
-        ):
-            response.raise_for_status()
-            for chunk in response.iter_content(1 << 20):
-                out.write(chunk)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(fetch, enumerate(urls)))
-    return time.perf_counter() - started
+def become_subreaper() -> None:
+    """Orphaned descendants of the measured commands become this process's children (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
-def peak_tree_rss(process: subprocess.Popen[bytes], samples: list[int]) -> None:
-    """Poll the summed RSS of ``process`` and its children until it exits."""
-    root = psutil.Process(process.pid)
-    while process.poll() is None:
+def _peak_tree_rss(root: psutil.Process, done: threading.Event, samples: list[int]) -> None:
+    while not done.is_set():
         try:
             tree = [root, *root.children(recursive=True)]
             samples.append(sum(p.memory_info().rss for p in tree if p.is_running()))
         except psutil.Error:
             pass
-        time.sleep(0.05)
+        done.wait(0.05)
 
 
-def v2d_fetch(
-    url_list: Path, output: Path, processes: int, threads: int, per_shard: int, extra: list[str]
-) -> tuple[float, int]:
-    """Run the CLI; return its wall time and peak summed RSS in bytes."""
-    command = [
+def _reap_all(keep: set[int]) -> None:
+    """Wait for every child but ``keep`` (the server): the command and its orphans."""
+    while children := [p for p in psutil.Process().children() if p.pid not in keep]:
+        for child in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
+
+
+def measure(command: list[str], keep: set[int]) -> Measure:
+    """Run ``command``; its wall time, the CPU of it and all its descendants, its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    samples: list[int] = []
+    done = threading.Event()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watcher = threading.Thread(target=_peak_tree_rss, args=(psutil.Process(process.pid), done, samples))
+    watcher.start()
+    _, errors = process.communicate()
+    code = process.returncode
+    elapsed = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    _reap_all(keep)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        raise SystemExit(f"{command[:3]} failed with exit code {code}:\n{errors}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Measure(elapsed, cpu, max(samples, default=0))
+
+
+def raw_command(url_list: Path, output: Path, args: argparse.Namespace) -> list[str]:
+    return [
+        sys.executable,
+        str(HERE / "raw_fetch.py"),
+        str(url_list),
+        str(output),
+        f"--processes={args.processes}",
+        f"--threads={args.threads}",
+        f"--per_shard={args.per_shard}",
+    ]
+
+
+def v2d_command(url_list: Path, output: Path, args: argparse.Namespace) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "v2d_core.cli",
@@ -87,73 +131,75 @@ def v2d_fetch(
         "--input_format=txt",
         f"--output_folder={output}",
         "--output_format=webdataset",
-        f"--processes_count={processes}",
-        f"--thread_count={threads}",
-        f"--number_sample_per_shard={per_shard}",
+        f"--processes_count={args.processes}",
+        f"--thread_count={args.threads}",
+        f"--number_sample_per_shard={args.per_shard}",
         "--show_progress=False",
         "--allow_private_networks=True",  # the server is on 127.0.0.1
-        *extra,
+        *args.v2d_flag,
     ]
-    samples: list[int] = []
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    watcher = threading.Thread(target=peak_tree_rss, args=(process, samples))
-    watcher.start()
-    process.wait()
-    watcher.join()
-    elapsed = time.perf_counter() - started
-    if process.returncode != 0:
-        raise SystemExit(f"video2dataset failed with exit code {process.returncode}")
-    return elapsed, max(samples, default=0)
+
+
+def successes(output: Path) -> int:
+    return sum(json.loads(p.read_text())["successes"] for p in output.glob("*_stats.json"))
+
+
+def run_n(videos: int, base_url: str, keep: set[int], args: argparse.Namespace) -> None:
+    """Alternating rounds of both sides on ``videos`` urls; print the medians and the ratio."""
+    urls = [f"{base_url}/files/video_{i % args.unique:04d}.mp4?n={i}" for i in range(videos)]
+    raw: list[Measure] = []
+    v2d: list[Measure] = []
+    load_before = os.getloadavg()[0]
+    for round_index in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="v2d-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+            url_list = Path(tmp) / "urls.txt"
+            url_list.write_text("\n".join(urls) + "\n")
+            sides = [("raw", raw_command, raw), ("v2d", v2d_command, v2d)]
+            for name, command, results in sides[:: 1 if round_index % 2 == 0 else -1]:
+                output = Path(tmp) / name
+                results.append(measure(command(url_list, output, args), keep))
+                if name == "v2d" and (ok := successes(output)) != videos:
+                    raise SystemExit(f"v2d fetched {ok} of {videos} videos")
+    raw_rate = videos / statistics.median(m.seconds for m in raw)
+    v2d_rate = videos / statistics.median(m.seconds for m in v2d)
+    print(f"N={videos}: load average before/after {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    for name, results, rate in (("raw fetch", raw, raw_rate), ("v2d cli  ", v2d, v2d_rate)):
+        rounds = ", ".join(f"{m.seconds:.2f}s" for m in results)
+        cpu_ms = statistics.median(m.cpu for m in results) / videos * 1000
+        peak = max(m.peak_rss for m in results) / 2**20
+        print(f"  {name}: {rate:6.1f} videos/s (rounds {rounds}); {cpu_ms:.1f} ms CPU/video; ", end="")
+        print(f"peak RSS {peak:.0f} MiB")
+    print(f"  ratio v2d/raw: {v2d_rate / raw_rate:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--videos", type=int, default=1000)
+    parser.add_argument("--videos", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--unique", type=int, default=20, help="distinct generated files behind the urls")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--per_shard", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--per_shard", type=int, default=25)
     parser.add_argument("--media", default="benchmark/work/media_640x360_10s")
     parser.add_argument("--v2d_flag", action="append", default=[], help="extra flag for the CLI, repeatable")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw / v2d rounds; medians kept")
     args = parser.parse_args()
 
-    load_before = os.getloadavg()[0]
+    become_subreaper()
     media = Path(args.media)
     make_videos(media, args.unique, seconds=10.0, width=640, height=360)
+    size_mb = sum(p.stat().st_size for p in media.glob("*.mp4")) / args.unique / 1e6
+    print(f"command: {' '.join(sys.argv)}")
+    print(f"mean_size={size_mb:.2f}MB processes={args.processes} threads={args.threads}", end=" ")
+    print(f"per_shard={args.per_shard}")
     server, base_url = start_server(media)
-    raw_times, v2d_times, peaks = [], [], []
     try:
-        urls = [f"{base_url}/files/video_{i % args.unique:04d}.mp4?n={i}" for i in range(args.videos)]
-        for _ in range(args.rounds):
-            with tempfile.TemporaryDirectory(prefix="v2d-bench-", dir=os.environ.get("TMPDIR")) as tmp:
-                url_list = Path(tmp) / "urls.txt"
-                url_list.write_text("\n".join(urls) + "\n")
-                raw_times.append(raw_fetch(urls, Path(tmp) / "raw", args.processes * args.threads))
-                seconds, peak = v2d_fetch(
-                    url_list, Path(tmp) / "v2d", args.processes, args.threads, args.per_shard, args.v2d_flag
-                )
-                v2d_times.append(seconds)
-                peaks.append(peak)
+        for videos in args.videos:
+            run_n(videos, base_url, {server.pid}, args)
     finally:
         server.terminate()
         server.wait()
-    size_mb = sum(p.stat().st_size for p in media.glob("*.mp4")) / args.unique / 1e6
-    raw_rate = args.videos / statistics.median(raw_times)
-    v2d_rate = args.videos / statistics.median(v2d_times)
-    print(f"videos={args.videos} mean_size={size_mb:.2f}MB processes={args.processes} threads={args.threads}")
-    print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
-    print(f"raw fetch: {raw_rate:.1f} videos/s (median; rounds {_seconds(raw_times)})")
-    print(f"v2d cli:   {v2d_rate:.1f} videos/s (median; rounds {_seconds(v2d_times)})")
-    print(f"v2d peak summed RSS over its processes: {max(peaks) / 2**20:.0f} MiB")
-    print(f"ratio v2d/raw: {v2d_rate / raw_rate:.2f}")
-
-
-def _seconds(times: list[float]) -> str:
-    return ", ".join(f"{t:.2f}s" for t in times)
 
 
 if __name__ == "__main__":

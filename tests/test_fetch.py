@@ -115,16 +115,41 @@ def test_truncated_mp4_is_not_media(media_server: MediaServer, tmp_path: Path) -
     assert leftovers(tmp_path) == []
 
 
+MP4_LAYOUTS = {
+    "index first": (),  # what make_video writes (+faststart)
+    "index last": ("-movflags", "-faststart"),
+}
+
+
+def remux(source: Path, target: Path, *flags: str) -> Path:
+    """``source`` stream-copied into ``target`` with muxer ``flags``."""
+    command = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(source), "-c", "copy", *flags]
+    subprocess.run([*command, str(target)], check=True, timeout=60)
+    return target
+
+
+@pytest.mark.parametrize("layout", MP4_LAYOUTS)
 @pytest.mark.parametrize("kept", [0.4, 0.9, 0.995])
-def test_mp4_cut_anywhere_is_caught(tmp_path: Path, kept: float) -> None:
-    """Only the tail of an indexed mp4 is demuxed: a cut at any point must still be caught."""
-    whole = make_video(tmp_path / "whole.mp4", seconds=3.0)
+def test_mp4_cut_anywhere_is_caught(tmp_path: Path, kept: float, layout: str) -> None:
+    """The mp4's index is read, not its packets: a cut at any point must still be caught."""
+    made = make_video(tmp_path / "made.mp4", seconds=3.0)
+    whole = remux(made, tmp_path / "whole.mp4", *MP4_LAYOUTS[layout])
     cut = tmp_path / "cut.mp4"
     data = whole.read_bytes()
     cut.write_bytes(data[: int(len(data) * kept)])
-    assert check_media(whole, DEFAULT_MAX_PIXELS).duration == pytest.approx(3.0, abs=0.1)
-    with pytest.raises(NotMediaError, match="truncated or corrupt media"):
+    info = check_media(whole, DEFAULT_MAX_PIXELS)
+    assert (info.has_video, info.has_audio) == (True, True)
+    assert info.duration == pytest.approx(3.0, abs=0.1)
+    with pytest.raises(NotMediaError, match=r"truncated or corrupt media|not readable|no video or audio"):
         check_media(cut, DEFAULT_MAX_PIXELS)
+
+
+def test_fragmented_mp4_is_checked_the_thorough_way(tmp_path: Path) -> None:
+    """An mp4 without a sample index (fragments) is demuxed instead, and accepted whole."""
+    made = make_video(tmp_path / "made.mp4", seconds=2.0)
+    fragmented = remux(made, tmp_path / "fragmented.mp4", "-movflags", "frag_keyframe+empty_moov")
+    info = check_media(fragmented, DEFAULT_MAX_PIXELS)
+    assert (info.has_video, info.has_audio) == (True, True)
 
 
 def test_unindexed_and_audio_only_media_are_accepted(tmp_path: Path) -> None:

@@ -17,6 +17,15 @@ class FetchResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What a checked media file holds."""
+
+    has_video: bool
+    has_audio: bool
+    duration: float | None = None
+
+
 class Fetcher(ABC):
     """Fetches one url into ``workdir``. Raises :class:`~v2d_core.errors.FetchError` on failure."""
 

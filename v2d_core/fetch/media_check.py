@@ -1,12 +1,14 @@
 """Is a downloaded file playable media? And which requested streams does it give?
 
-:func:`check_media` opens a file with PyAV (container demuxers and local files only, see
-:mod:`v2d_core.media_input`) and demuxes packets (no decoding) within a time limit, so an
-HTML page, a playlist, an empty file, an mp4 whose data was cut after a complete ``moov``
-box, or one with no frames at all is caught here rather than by a subsampler later. It also
-measures the duration, which ``reading.max_duration`` bounds. When the
-container indexes its streams (mp4, mov) only the last second is demuxed: a cut file
-always loses its end, and reading every packet cost as much CPU as the download itself.
+:func:`check_media` first reads a plain mp4/mov's index without PyAV
+(:mod:`v2d_core.fetch.mp4_index`: every sample must lie inside the file); any other file it
+opens with PyAV (container demuxers and local files only, see :mod:`v2d_core.media_input`)
+and demuxes packets (no decoding) within a time limit, so an HTML page, a playlist, an
+empty file, an mp4 whose data was cut after a complete ``moov`` box, or one with no frames
+at all is caught here rather than by a subsampler later. It also
+measures the duration, which ``reading.max_duration`` bounds. When PyAV finds a
+container that indexes its streams (an mp4 the index reader left to it) only the last
+second is demuxed: a cut file always loses its end.
 A video whose declared frame size is over ``reading.max_pixels`` (a decompression bomb:
 a few MB that decode to gigabytes) or unknown is refused before anything decodes it
 (:func:`frame_size_problem`). Cover art (an attached picture) does not make a file a video.
@@ -16,28 +18,22 @@ a few MB that decode to gigabytes) or unknown is refused before anything decodes
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
 from v2d_core.errors import FetchTimeoutError, NotMediaError, TooLargeError, TooLongError
 from v2d_core.fetch.audio import extract_audio
+from v2d_core.fetch.base import MediaInfo
+from v2d_core.fetch.mp4_index import read_index
 from v2d_core.media_input import open_media
 
 DEADLINE_CHECK_PACKETS = 256
-
-
-@dataclass(frozen=True, slots=True)
-class MediaInfo:
-    """What a media file holds."""
-
-    has_video: bool
-    has_audio: bool
-    duration: float | None = None
 
 
 def frame_size_problem(width: int, height: int, max_pixels: int) -> str | None:
@@ -53,10 +49,17 @@ def check_media(path: Path, max_pixels: int, timeout: float = 60) -> MediaInfo:
     """Open ``path`` and demux its packets within ``timeout`` seconds; raise :class:`NotMediaError`
     unless it is whole media with at least one packet, and :class:`TooLargeError` if a video's
     frames are over ``max_pixels``."""
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise NotMediaError("empty body: the server sent no bytes")
+    deadline = time.monotonic() + timeout
+    with path.open("rb") as file:
+        info = read_index(functools.partial(_read_at, file.fileno()), size, max_pixels)
+    if info is not None:
+        _check_deadline(0, deadline, timeout)
+        return info
     try:
-        return _check_indexed(path, max_pixels, time.monotonic() + timeout, timeout)
+        return _check_indexed(path, max_pixels, deadline, timeout)
     except (av.FFmpegError, NotIndexedError):
         pass
     try:
@@ -74,6 +77,10 @@ def check_media(path: Path, max_pixels: int, timeout: float = 60) -> MediaInfo:
         raise NotMediaError("no video or audio data: the media has no frames (zero duration)")
     duration = max(filter(None, (declared, end)), default=None)
     return MediaInfo(has_video="video" in kinds, has_audio="audio" in kinds, duration=duration)
+
+
+def _read_at(descriptor: int, offset: int, length: int) -> bytes:
+    return os.pread(descriptor, length, offset)
 
 
 class NotIndexedError(Exception):
