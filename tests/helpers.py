@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from v2d_core.fetch import FetchResult
+
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     """Write ``rows`` as a csv with a header."""
@@ -16,6 +18,13 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def fetched_media(result: FetchResult, modality: str) -> bytes:
+    """The bytes a fetch gave for ``modality``: held in memory, or in its file."""
+    if modality in result.held:
+        return result.held[modality]
+    return result.streams[modality].read_bytes()
 
 
 def status_rows(output: Path) -> list[dict]:

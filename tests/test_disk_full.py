@@ -49,6 +49,9 @@ def test_a_full_tmp_dir_fails_the_shard_whole_and_a_rerun_redoes_it(
         "--output_format=webdataset",
     ]
     args += ["--processes_count=1", "--thread_count=1", "--max_shard_retry=1", "--number_sample_per_shard=2"]
+    # audio taken out of the fetched video: the body goes to a file in tmp_dir (a plain mp4 that
+    # nothing reads as a file stays in memory and never touches tmp_dir)
+    args.append('--encode_formats={"video": "mp4", "audio": "m4a"}')
     full = subprocess.run(
         cli_command(*args, f"--tmp_dir={small_disk}"),
         env=run_env(),

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.helpers import fetched_media
 from v2d_core.config import DEFAULT_MAX_PIXELS, ReadingConfig, YtArgs
 from v2d_core.errors import (
     ConfigError,
@@ -28,6 +29,7 @@ from v2d_core.errors import (
     YtDlpError,
 )
 from v2d_core.fetch import FetchResult, YtDlpFetcher, direct_media_extension, make_fetcher
+from v2d_core.fetch import http as http_fetcher
 from v2d_core.fetch.audio import extract_audio
 from v2d_core.fetch.media_check import check_media
 from v2d_core.fetch.ytdlp import parse_webvtt
@@ -61,19 +63,32 @@ def leftovers(workdir: Path) -> list[Path]:
 
 
 def test_direct_mp4_is_the_served_file(media_server: MediaServer, media_dir: Path, tmp_path: Path) -> None:
+    """A plain mp4 stays in memory for the writer: written to disk once, in the shard."""
     result = fetch(media_server.url("files", VIDEO), tmp_path)
-    assert set(result.streams) == {"video"}
-    video = result.streams["video"]
-    assert video.parent == tmp_path
-    assert video.read_bytes() == (media_dir / VIDEO).read_bytes()
+    assert (set(result.held), result.streams) == ({"video"}, {})
+    assert result.held["video"] == (media_dir / VIDEO).read_bytes()
     assert result.bytes_downloaded == (media_dir / VIDEO).stat().st_size
+    assert leftovers(tmp_path) == []
+
+
+def test_direct_files_that_need_more_than_the_index_are_files(
+    media_server: MediaServer, media_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an audio track to take out, or over the in-memory size: the body goes to a file."""
+    both = fetch(media_server.url("files", VIDEO), tmp_path, VIDEO_AND_AUDIO)
+    assert (set(both.streams), both.held) == ({"video", "audio"}, {})
+    assert both.streams["video"].read_bytes() == (media_dir / VIDEO).read_bytes()
+    monkeypatch.setattr(http_fetcher, "MEMORY_BODY_BYTES", 1000)  # the served video is 40 kB
+    big = fetch(media_server.url("files", VIDEO), tmp_path)
+    assert (set(big.streams), big.held) == ({"video"}, {})
+    assert big.streams["video"].read_bytes() == (media_dir / VIDEO).read_bytes()
 
 
 def test_flaky_server_succeeds_after_retries(
     media_server: MediaServer, media_dir: Path, tmp_path: Path
 ) -> None:
     result = fetch(media_server.url("flaky/2", "video_0001.mp4"), tmp_path, retries=3)
-    assert result.streams["video"].read_bytes() == (media_dir / "video_0001.mp4").read_bytes()
+    assert fetched_media(result, "video") == (media_dir / "video_0001.mp4").read_bytes()
 
 
 def test_not_found_fails_fast_without_retries(media_server: MediaServer, tmp_path: Path) -> None:
@@ -249,7 +264,7 @@ def test_concurrent_fetches_from_many_threads(
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(fetcher.fetch, [media_server.url("files", n) for n in names], folders))
     for name, result in zip(names, results, strict=True):
-        assert result.streams["video"].read_bytes() == (media_dir / name).read_bytes()
+        assert fetched_media(result, "video") == (media_dir / name).read_bytes()
 
 
 # --- routing --------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ class Status(StrEnum):
 class Sample:
     """One sample: who it is, its media streams on local disk, and what is known about it.
 
-    ``streams`` maps a modality (``video``, ``audio``) to a local file; writers store it
-    under the extension ``encode_formats`` gives for that modality. ``extra`` holds the
+    ``streams`` maps a modality (``video``, ``audio``) to a local file, ``held`` to media kept
+    in memory (a download no transform reads); writers store either under the extension
+    ``encode_formats`` gives for that modality. ``extra`` holds the
     additional input columns (and ``clips`` when a clip column was given); ``metadata``
     holds what the pipeline learned (yt-dlp info, probe results, clip span...).
     ``error_transient`` tells of a failed sample whether its failure may go away on a
@@ -38,6 +39,7 @@ class Sample:
     caption: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     streams: dict[str, Path] = field(default_factory=dict)
+    held: dict[str, bytes] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     status: Status = Status.SUCCESS
     error_message: str | None = None

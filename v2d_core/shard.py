@@ -169,6 +169,10 @@ def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], work
         raise_if_disk_full(fetched)
         return [sample.failed(status_for(fetched), describe(fetched), transient=is_transient(fetched))]
     sample.streams = dict(fetched.streams)
+    if chain:  # transforms read files
+        sample.streams.update(_spill(fetched.held, workdir))
+    else:
+        sample.held = dict(fetched.held)
     sample.metadata.update(fetched.metadata)
     try:
         return apply_subsamplers(chain, sample, workdir) or [
@@ -177,6 +181,15 @@ def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], work
     except Exception as error:  # a failing transform is a failed row, whatever it raised
         raise_if_disk_full(error)
         return [sample.failed(Status.FAILED_TO_SUBSAMPLE, describe(error))]
+
+
+def _spill(held: dict[str, bytes], workdir: Path) -> dict[str, Path]:
+    """Media held in memory written to files in ``workdir`` (held bodies are mp4 family)."""
+    files = {}
+    for modality, body in held.items():
+        files[modality] = workdir / f"held_{modality}.mp4"
+        files[modality].write_bytes(body)
+    return files
 
 
 def _write(writer: ShardWriter, samples: list[Sample]) -> None:

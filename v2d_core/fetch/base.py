@@ -10,11 +10,13 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
-    """What one fetch produced: modality -> local file, bytes received, source metadata."""
+    """What one fetch produced: modality -> local file, bytes received, source metadata, and
+    modality -> media held in memory (``held``: a checked body never written to disk)."""
 
     streams: dict[str, Path]
     bytes_downloaded: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    held: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ A video whose declared frame size is over ``reading.max_pixels`` (a decompressio
 a few MB that decode to gigabytes) or unknown is refused before anything decodes it
 (:func:`frame_size_problem`). Cover art (an attached picture) does not make a file a video.
 :func:`assemble_streams` turns downloaded files into the ``streams`` of a
-:class:`~v2d_core.fetch.base.FetchResult`: one file per requested modality.
+:class:`~v2d_core.fetch.base.FetchResult`: one file per requested modality;
+:func:`held_streams` does it for a plain mp4 body still in memory, which then never touches
+the disk before the shard's writer.
 """
 
 from __future__ import annotations
@@ -254,8 +256,7 @@ def assemble_streams(
     found: dict[str, tuple[Path, MediaInfo]] = {}
     for path in files:
         info = check_media(path, max_pixels, timeout)
-        if max_duration is not None and info.duration is not None and info.duration > max_duration:
-            raise TooLongError(f"media lasts {info.duration:.1f}s, over max_duration ({max_duration:g}s)")
+        _check_duration(info, max_duration)
         found.setdefault("video" if info.has_video else "audio", (path, info))
     streams = {kind: path for kind, (path, _) in found.items() if kind in encode_formats}
     if "audio" in encode_formats and "audio" not in streams and "video" in found:
@@ -270,3 +271,28 @@ def assemble_streams(
         wanted = " or ".join(sorted(kind for kind in encode_formats if kind in ("video", "audio")))
         raise NotMediaError(f"no {wanted} stream in the downloaded media")
     return streams
+
+
+def held_streams(
+    body: bytes, encode_formats: Mapping[str, str], max_pixels: int, max_duration: float | None = None
+) -> dict[str, bytes] | None:
+    """``body`` as the one requested stream, kept in memory, when its mp4 index shows it whole and
+    nothing must be taken out of it; None when it needs the file checks of :func:`assemble_streams`.
+
+    Raises :class:`NotMediaError` if its samples reach past its end, :class:`TooLongError` if it
+    is longer than ``max_duration`` seconds.
+    """
+    view = memoryview(body)
+    info = read_index(lambda offset, length: view[offset : offset + length], len(body), max_pixels)
+    if info is None:
+        return None
+    _check_duration(info, max_duration)
+    kind = "video" if info.has_video else "audio"
+    if kind not in encode_formats or (kind == "video" and "audio" in encode_formats):
+        return None  # an audio track to take out, or a modality nobody asked for: the file way says
+    return {kind: body}
+
+
+def _check_duration(info: MediaInfo, max_duration: float | None) -> None:
+    if max_duration is not None and info.duration is not None and info.duration > max_duration:
+        raise TooLongError(f"media lasts {info.duration:.1f}s, over max_duration ({max_duration:g}s)")

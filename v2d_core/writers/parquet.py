@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,7 +33,6 @@ class ParquetShardWriter(StatusWriter):
             return row
         if self.target.save_caption:
             row["txt"] = sample.caption or ""
-        row.update(
-            {ext: path.read_bytes() for ext, path in media(sample, self.target.encode_formats).items()}
-        )
+        parts = media(sample, self.target.encode_formats).items()
+        row.update({ext: part.read_bytes() if isinstance(part, Path) else part for ext, part in parts})
         return row

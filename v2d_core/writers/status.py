@@ -62,22 +62,26 @@ def status_row(sample: Sample, input_schema: pa.Schema) -> dict[str, Any]:
     return row
 
 
-def media(sample: Sample, encode_formats: dict[str, str]) -> dict[str, Path]:
-    """The sample's stream files by output extension (``{"mp4": Path(...)}``).
+def media(sample: Sample, encode_formats: dict[str, str]) -> dict[str, Path | bytes]:
+    """The sample's streams by output extension: files (``{"mp4": Path(...)}``) or media held
+    in memory.
 
     Streams whose modality ``encode_formats`` does not name are not kept (a subset run
     with ``encode_formats: {}`` keeps only json and txt).
     """
-    return {
+    parts: dict[str, Path | bytes] = {
         encode_formats[modality]: Path(path)
         for modality, path in sample.streams.items()
         if modality in encode_formats
     }
+    held = sample.held.items()
+    parts.update((encode_formats[modality], body) for modality, body in held if modality in encode_formats)
+    return parts
 
 
 def members(sample: Sample, target: ShardTarget) -> dict[str, Path | bytes]:
     """A successful sample's parts by extension, in output order: streams, ``txt``, ``json``."""
-    parts: dict[str, Path | bytes] = dict(media(sample, target.encode_formats))
+    parts = media(sample, target.encode_formats)
     if target.save_caption:
         parts["txt"] = (sample.caption or "").encode()
     parts["json"] = to_json(sample.record()).encode()
