@@ -47,11 +47,16 @@ SERVER_CODE = (
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """One command's run: wall seconds, CPU seconds of all its processes, peak summed RSS."""
+    """One command's run: wall seconds, CPU seconds of all its processes (user, system), peak summed RSS."""
 
     seconds: float
-    cpu: float
+    user: float
+    system: float
     peak_rss: int
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
 
 
 def start_server(media: Path) -> tuple[subprocess.Popen[str], str]:
@@ -106,8 +111,8 @@ def measure(command: list[str], keep: set[int]) -> Measure:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit(f"{command[:3]} failed with exit code {code}:\n{errors}")
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Measure(elapsed, cpu, max(samples, default=0))
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return Measure(elapsed, user, system, max(samples, default=0))
 
 
 def raw_command(url_list: Path, output: Path, args: argparse.Namespace) -> list[str]:
@@ -166,8 +171,10 @@ def run_n(videos: int, base_url: str, keep: set[int], args: argparse.Namespace) 
     for name, results, rate in (("raw fetch", raw, raw_rate), ("v2d cli  ", v2d, v2d_rate)):
         rounds = ", ".join(f"{m.seconds:.2f}s" for m in results)
         cpu_ms = statistics.median(m.cpu for m in results) / videos * 1000
+        system_ms = statistics.median(m.system for m in results) / videos * 1000
         peak = max(m.peak_rss for m in results) / 2**20
-        print(f"  {name}: {rate:6.1f} videos/s (rounds {rounds}); {cpu_ms:.1f} ms CPU/video; ", end="")
+        print(f"  {name}: {rate:6.1f} videos/s (rounds {rounds}); ", end="")
+        print(f"{cpu_ms:.1f} ms CPU/video ({system_ms:.1f} in the kernel); ", end="")
         print(f"peak RSS {peak:.0f} MiB")
     print(f"  ratio v2d/raw: {v2d_rate / raw_rate:.2f}")
 

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from queue import SimpleQueue
 
 import pyarrow as pa
 
@@ -78,7 +79,8 @@ def write_shard(
                 result.bytes_downloaded += downloaded
                 _write(writer, outputs)
                 result.add(outputs[0])
-                cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
+                if workdir.exists():  # a download held in memory made none
+                    cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
                 if on_sample is not None:
                     on_sample(outputs[0], downloaded)
             result.end_time = time.time()
@@ -136,28 +138,32 @@ def _fetch_all(
     """Fetch the queue's samples on ``threads`` threads, at most ``2 * threads`` in flight and as
     many per host as the queue allows; yield as they finish."""
     in_flight: dict[Future[FetchResult], tuple[Sample, Path, str]] = {}
+    # Each fetch reports here as it ends: one wake-up per fetch (``wait`` re-armed them all each time).
+    finished: SimpleQueue[Future[FetchResult]] = SimpleQueue()
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="v2d-fetch")
 
     def fetch_into(url: str | None, workdir: Path) -> FetchResult:
-        workdir.mkdir()  # here, not on the writer's thread: a mkdir can take milliseconds on a busy disk
+        # The fetcher makes ``workdir`` when it writes a file there (on its thread: a mkdir can take
+        # milliseconds on a busy disk); a download held in memory needs none.
         return fetcher.fetch(check_url(url), workdir)  # a row without a url fails here, as a row
 
     def submit_more() -> None:
         while len(in_flight) < 2 * threads and (picked := queue.pop()) is not None:
             host, (index, sample) = picked
             workdir = Path(tmp) / str(index)
-            in_flight[pool.submit(fetch_into, sample.url, workdir)] = (sample, workdir, host)
+            future = pool.submit(fetch_into, sample.url, workdir)
+            in_flight[future] = (sample, workdir, host)
+            future.add_done_callback(finished.put)
 
     try:
         submit_more()
         while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                sample, workdir, host = in_flight.pop(future)
-                queue.done(host)
-                error = future.exception()
-                yield sample, (error if error is not None else future.result()), workdir
-                submit_more()
+            future = finished.get()
+            sample, workdir, host = in_flight.pop(future)
+            queue.done(host)
+            error = future.exception()
+            yield sample, (error if error is not None else future.result()), workdir
+            submit_more()
     finally:
         # On an interrupt, do not wait for fetches still in flight; their files die with tmp.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -169,7 +175,8 @@ def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], work
         raise_if_disk_full(fetched)
         return [sample.failed(status_for(fetched), describe(fetched), transient=is_transient(fetched))]
     sample.streams = dict(fetched.streams)
-    if chain:  # transforms read files
+    if chain:  # transforms read and write files in the workdir
+        workdir.mkdir(exist_ok=True)
         sample.streams.update(_spill(fetched.held, workdir))
     else:
         sample.held = dict(fetched.held)

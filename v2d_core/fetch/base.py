@@ -33,4 +33,5 @@ class Fetcher(ABC):
 
     @abstractmethod
     def fetch(self, url: str, workdir: Path) -> FetchResult:
-        """Download ``url``'s media into files under ``workdir``."""
+        """Download ``url``'s media into files under ``workdir`` (created when a file is written)
+        or into memory."""

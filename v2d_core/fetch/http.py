@@ -91,6 +91,7 @@ class HttpFetcher(Fetcher):
                 held = held_streams(body.data, self._encode_formats, reading.max_pixels, reading.max_duration)
                 if held is not None:
                     return FetchResult(streams={}, bytes_downloaded=body.size, held=held)
+                workdir.mkdir(exist_ok=True)
                 target.write_bytes(body.data)
             streams = assemble_streams(
                 [target],
@@ -160,6 +161,7 @@ class HttpFetcher(Fetcher):
                 data = _read_chunk(response.raw.read, url, declared)
                 _check_length(response, len(data), url)
                 return _Body(len(data), data)
+            target.parent.mkdir(exist_ok=True)
             with target.open("wb") as sink:
                 return _Body(self._stream_body(response, sink, url))
 

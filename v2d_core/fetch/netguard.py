@@ -17,16 +17,21 @@ resolves it again, which the guard cannot see).
 
 :class:`FetchGuard` is also the fetch's watchdog: it tracks the fetch's connections and,
 at its deadline, shuts their sockets down, so a server trickling a byte a second (in the
-headers, the body, or under yt-dlp) ends the fetch, and no new connection opens after it.
+headers, the body, or under yt-dlp) ends the fetch, and no new connection opens after it. One
+thread per process watches every fetch's deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
 import ipaddress
+import itertools
+import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -162,21 +167,18 @@ class FetchGuard:
         self.refusal: str | None = None
         self._connections: list[urllib3.connection.HTTPConnection] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire) if seconds is not None else None
-        if self._timer is not None:
-            self._timer.daemon = True
+        self._done = False
 
     def __enter__(self) -> Self:
-        if self._timer is not None:
-            self._timer.start()
+        if self.seconds is not None:
+            _WATCHDOG.watch(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         with self._lock:
+            self._done = True
             self._connections.clear()
 
     def addresses(self, host: str, port: int) -> list[str]:
@@ -195,8 +197,11 @@ class FetchGuard:
                 return
         raise FetchTimeoutError(f"the fetch ran past its deadline ({self.seconds:g}s)")
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline: shut down the fetch's connections (nothing, once the fetch has ended)."""
         with self._lock:
+            if self._done:
+                return
             self.expired = True
             connections, self._connections = self._connections, []
         for connection in connections:
@@ -205,6 +210,58 @@ class FetchGuard:
                 # The plain socket's shutdown, also for a TLS socket: it wakes a blocked read at once.
                 with contextlib.suppress(OSError):
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process that expires every guard at its deadline.
+
+    A thread per fetch cost a thread start and stop, and their wake-ups, for each video. Here
+    a fetch's deadline is one heap entry; the thread wakes only when the earliest one is due
+    (a fetch that ends first is skipped then), so it sleeps through fetches that end in time.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._due: list[tuple[float, int, FetchGuard]] = []
+        self._count = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guard: FetchGuard, deadline: float) -> None:
+        with self._condition:
+            heapq.heappush(self._due, (deadline, next(self._count), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="v2d-fetch-deadlines", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is guard:  # earlier than the thread's next wake-up
+                self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            for guard in self._wait_for_due():
+                guard.expire()
+
+    def _wait_for_due(self) -> list[FetchGuard]:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                due = []
+                while self._due and self._due[0][0] <= now:
+                    due.append(heapq.heappop(self._due)[2])
+                if due:
+                    return due
+                self._condition.wait(self._due[0][0] - now if self._due else None)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _new_watchdog_after_fork() -> None:
+    """A forked child has none of its parent's threads, nor its fetches."""
+    global _WATCHDOG
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog_after_fork)
 
 
 class _GuardedConnection(urllib3.connection.HTTPConnection):

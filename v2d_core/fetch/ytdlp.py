@@ -116,6 +116,7 @@ class YtDlpFetcher(Fetcher):
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url`` with yt-dlp into a fresh folder under ``workdir``."""
+        workdir.mkdir(exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="ytdlp-", dir=workdir))
         reading = self._reading
         try:
