@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +73,29 @@ def test_a_full_tmp_dir_fails_the_shard_whole_and_a_rerun_redoes_it(
     assert done.returncode == 0, done.stderr[-2000:]
     rows_written = check_dataset(output, ["000000", "000001"], "webdataset")
     assert [row["status"] for row in rows_written] == ["success", "success"]
+
+
+def test_a_plain_download_never_writes_its_media_to_the_tmp_dir(
+    tmp_path: Path, media_server: MediaServer, media_dir: Path, small_disk: Path
+) -> None:
+    """Each byte is written once, into the shard: a tmp_dir too small for one video does not matter."""
+    big = make_video(media_dir / f"big_{uuid.uuid4().hex}.mp4", seconds=4, width=640, height=480)
+    assert big.stat().st_size > 256_000
+    rows = [{"url": media_server.url("files", name)} for name in (big.name, "video_0000.mp4")]
+    output = tmp_path / "out"
+    args = [
+        f"--url_list={write_csv(tmp_path / 'videos.csv', rows)}",
+        "--input_format=csv",
+        f"--output_folder={output}",
+        "--output_format=webdataset",
+        "--processes_count=1",
+        "--number_sample_per_shard=2",
+        f"--tmp_dir={small_disk}",
+    ]
+    done = subprocess.run(cli_command(*args), env=run_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows_written = check_dataset(output, ["000000", "000001"], "webdataset")
+    assert [row["status"] for row in rows_written] == ["success", "success"]
+    with tarfile.open(output / "00000.tar") as tar:
+        stored = tar.extractfile("000000.mp4")
+        assert stored is not None and stored.read() == big.read_bytes()

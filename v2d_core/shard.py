@@ -79,7 +79,7 @@ def write_shard(
                 result.bytes_downloaded += downloaded
                 _write(writer, outputs)
                 result.add(outputs[0])
-                if workdir.exists():  # a download held in memory made none
+                if chain or not _held_only(fetched):  # a download held in memory made no workdir
                     cleaner.submit(shutil.rmtree, workdir, ignore_errors=True)
                 if on_sample is not None:
                     on_sample(outputs[0], downloaded)
@@ -188,6 +188,10 @@ def _finish(sample: Sample, fetched: FetchOutcome, chain: list[Subsampler], work
     except Exception as error:  # a failing transform is a failed row, whatever it raised
         raise_if_disk_full(error)
         return [sample.failed(Status.FAILED_TO_SUBSAMPLE, describe(error))]
+
+
+def _held_only(fetched: FetchOutcome) -> bool:
+    return isinstance(fetched, FetchResult) and not fetched.streams
 
 
 def _spill(held: dict[str, bytes], workdir: Path) -> dict[str, Path]:
