@@ -18,7 +18,7 @@ from v2d_core.text import terminal_safe
 
 
 def _command(*args: Any, **kwargs: Any) -> None:
-    from v2d_core.summary import summary_lines  # with the runner, after ``--help`` is answered
+    from v2d_core.runners.summary import summary_lines  # with the runner, after ``--help`` is answered
 
     summary = video2dataset(*args, **kwargs)
     print("\n".join(summary_lines(summary)))
