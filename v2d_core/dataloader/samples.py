@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from v2d_core.dataloader.decoding import VideoInfo, VideoReader
-from v2d_core.dataloader.sampling import plan_clip, scenes_in_frames
+from v2d_core.dataloader.sampling import choose_frames, scenes_in_frames
 from v2d_core.dataloader.settings import DecoderArgs, Geometry
 from v2d_core.errors import DecodeError, describe
 
@@ -84,26 +84,26 @@ class SampleDecoder:
         assert args is not None
         with VideoReader(data, threads=args.num_threads, max_pixels=args.max_pixels) as reader:
             info = reader.info
-            plan = plan_clip(
+            choice = choose_frames(
                 args, frame_count=info.frame_count, fps=info.fps, scenes=self._scenes(sample, info), rng=rng
             )
             size = geometry.resized(info.height, info.width)
             crop = geometry.crop_box(size[0], size[1], rng)
             frames, times = reader.read(
-                plan.indices, None if size == (info.height, info.width) else size, crop
+                choice.indices, None if size == (info.height, info.width) else size, crop
             )
-        count = len(plan.indices) + plan.padding
-        if plan.padding:
-            frames = frames.padded(plan.padding)
-            times = np.concatenate([times, np.full(plan.padding, np.nan)])
+        count = len(choice.indices) + choice.padding
+        if choice.padding:
+            frames = frames.padded(choice.padding)
+            times = np.concatenate([times, np.full(choice.padding, np.nan)])
         fields: Record = {
             self.spec.video_key: frames,
-            "fps_id": np.full(count, plan.fps_id, dtype=np.int64),
+            "fps_id": np.full(count, choice.fps_id, dtype=np.int64),
             self.spec.original_height_key: np.full(count, info.height, dtype=np.int64),
             self.spec.original_width_key: np.full(count, info.width, dtype=np.int64),
-            "pad_masks": (np.arange(count) < len(plan.indices)).astype(np.float32),
-            "native_fps": plan.fps,
-            "start_frame": plan.start_frame,
+            "pad_masks": (np.arange(count) < len(choice.indices)).astype(np.float32),
+            "native_fps": choice.fps,
+            "start_frame": choice.start_frame,
             "frame_timestamps": times,
         }
         if args.return_bytes:
