@@ -374,6 +374,21 @@ def test_optical_flow_is_near_zero_when_still_and_large_when_moving(
     assert moving.streams["optical_flow"].suffix == ".npy" and moving.streams["video"] == media["moving"]
 
 
+@pytest.mark.parametrize(("short_side", "expected"), [(60, 4.0), (30, 2.0)])
+def test_optical_flow_is_in_pixels_of_the_analysis_frames(
+    media: dict[str, Path], tmp_path: Path, short_side: int, expected: float
+) -> None:
+    # The whole 160x120 picture scrolls sideways 1.6 px a frame; at 5 fps that is 8 source px per
+    # pair, which video2dataset 1.3.0's cv2 detector reports in pixels of the resized frames.
+    flow = OpticalFlowSubsampler(OpticalFlowArgs(fps=5, downsample_size=short_side, dtype="fp32"))
+    (sample,) = flow(video_sample(media["moving"]), tmp_path)
+    array = np.load(sample.streams["optical_flow"])
+    assert array.shape == (4, short_side, short_side * 4 // 3, 2)
+    sideways = np.abs(np.median(array[..., 0], axis=(1, 2)))
+    assert sideways == pytest.approx([expected] * 4, rel=0.1)
+    assert np.abs(np.median(array[..., 1])) < 0.1
+
+
 def test_optical_flow_default_dtype_is_fp16(media: dict[str, Path], tmp_path: Path) -> None:
     (sample,) = OpticalFlowSubsampler(OpticalFlowArgs(downsample_size=16))(
         video_sample(media["moving"]), tmp_path
