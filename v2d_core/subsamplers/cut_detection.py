@@ -17,8 +17,8 @@ from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.media import media_info
-from v2d_core.subsamplers.runner import read_frames
 from v2d_core.subsamplers.settings import CutDetectionArgs
 
 if TYPE_CHECKING:
@@ -68,8 +68,15 @@ def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MA
         tracks[f"cuts_{rate}"] = _track(args, max(int(fps // rate) - 1, 0) + 1)
     factor = max(1, info.width // ANALYSIS_WIDTH)
     width, height = max(1, info.width // factor), max(1, info.height // factor)
+    # scaled as scenedetect's own downscale does it (OpenCV's INTER_LINEAR: a few source pixels each)
     frames = read_frames(
-        path, width=width, height=height, timeout=args.timeout, what="cut detection", max_pixels=max_pixels
+        path,
+        width=width,
+        height=height,
+        timeout=args.timeout,
+        what="cut detection",
+        interpolation="FAST_BILINEAR",
+        max_pixels=max_pixels,
     )
     count = 0
     for index, frame in enumerate(frames):

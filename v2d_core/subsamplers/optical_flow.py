@@ -1,13 +1,13 @@
 """``OpticalFlowSubsampler``: dense optical flow with OpenCV's Farneback method, on CPU.
 
-The video is decoded once by ffmpeg, already resampled to ``fps`` and scaled so its
-short side is ``downsample_size`` (the long side rounded, as video2dataset's dataloader
-does), as grayscale. The flow between consecutive frames is in pixels of those analysis
-frames, as video2dataset 1.3.0's cv2 detector reports it, and is stored as
-``streams["optical_flow"]``: an ``.npy`` file of shape ``(frames - 1, height, width, 2)``
-in ``dtype``. Metadata gets video2dataset's keys: ``mean_optical_flow_magnitude``,
-``mean_optical_flow_magnitude_per_frame``, ``optical_flow_fps``,
-``optical_flow_downsample_size`` and ``optical_flow_dtype``.
+The video is decoded once (:func:`~v2d_core.subsamplers.frames.read_frames`), already
+resampled to ``fps`` and scaled so its short side is ``downsample_size`` (the long side
+rounded, Lanczos, as video2dataset's dataloader does), then made grey as 1.3.0's cv2
+detector does. The flow between consecutive frames is in pixels of those analysis frames,
+as 1.3.0 reports it, and is stored as ``streams["optical_flow"]``: an ``.npy`` file of shape
+``(frames - 1, height, width, 2)`` in ``dtype``. Metadata gets video2dataset's keys:
+``mean_optical_flow_magnitude``, ``mean_optical_flow_magnitude_per_frame``,
+``optical_flow_fps``, ``optical_flow_downsample_size`` and ``optical_flow_dtype``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.media import MediaInfo, media_info
-from v2d_core.subsamplers.runner import read_frames
 from v2d_core.subsamplers.settings import OpticalFlowArgs
 
 # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags: OpenCV's usual values, as video2dataset's
@@ -76,7 +76,8 @@ class OpticalFlowSubsampler(Subsampler):
             Path(video),
             width=width,
             height=height,
-            pix_fmt="gray",
+            pix_fmt="rgb24",
+            interpolation="LANCZOS",  # the dataloader's cv2.INTER_LANCZOS4
             fps=fps,
             timeout=self.args.timeout,
             what="optical flow",
@@ -102,7 +103,9 @@ class OpticalFlowSubsampler(Subsampler):
 
         flows, magnitudes = [], []
         previous = None
-        for frame in frames:
+        for rgb in frames:
+            # 1.3.0 turns its decoder's RGB frames grey with OpenCV's BGR weights; the same values here
+            frame = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)
             if previous is not None:
                 # OpenCV's stubs reject ``flow=None``, which the function documents and accepts
                 flow = cv2.calcOpticalFlowFarneback(previous, frame, None, *self.params)  # type: ignore[call-overload]
