@@ -19,7 +19,7 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import runner
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
-from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, detect_cuts, scenes
 from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
 from v2d_core.subsamplers.probe import FFProbeSubsampler
@@ -124,6 +124,32 @@ def test_cut_detection_finds_the_exact_cut_frames(media: dict[str, Path], tmp_pa
     assert cuts["cuts_original_fps"] == [[0, 50], [50, 100], [100, 150]]
     assert cuts["cuts_5"] == [[0, 50], [50, 100], [100, 150]]
     assert sample.metadata["clips"] == [[0.0, 2.0], [2.0, 4.0], [4.0, 6.0]]
+
+
+def test_cut_detection_answers_as_scenedetect_fed_frame_by_frame(tmp_path: Path) -> None:
+    """Frames are scored in batches of 256; the answers are ContentDetector's own, at every rate,
+    across a batch boundary (a cut at frame 256) and with moving scenes near the threshold."""
+    from scenedetect import ContentDetector
+    from scenedetect.common import FrameTimecode
+
+    video = make_scene_video(
+        tmp_path / "many.mp4",
+        [("testsrc2", 4.0), ("testsrc,scroll=horizontal=0.02", 6.24), ("smptebars,hue=H=t", 2.0)],
+        fps=FPS,
+    )
+    found = detect_cuts(video, CutDetectionArgs(framerates=(5,), threshold=12))
+    frames = list(
+        read_frames(video, width=80, height=60, timeout=30, what="t", interpolation="FAST_BILINEAR")
+    )
+    assert len(frames) == 306
+    for name, stride in (("cuts_original_fps", 1), ("cuts_5", 5)):
+        detector, cuts = ContentDetector(threshold=12, min_scene_len=15), []
+        for index, frame in enumerate(frames[::stride]):
+            cuts += [
+                cut.frame_num for cut in detector.process_frame(FrameTimecode(index * stride, 25.0), frame)
+            ]
+        assert found[name] == scenes(cuts, len(frames), "all")
+    assert [start for start, _ in found["cuts_original_fps"]][:3] == [0, 100, 256]
 
 
 def test_cut_detection_longest_mode_keeps_one_scene(media: dict[str, Path], tmp_path: Path) -> None:
