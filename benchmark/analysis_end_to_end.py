@@ -24,15 +24,20 @@ exact frame, within one frame, false cuts), and the clips each wrote; for flow, 
 ``mean_optical_flow_magnitude`` from both, with the largest relative difference (tolerance
 ``FLOW_TOLERANCE``).
 
+``--floor`` prints, instead of the rounds, the CPU per video of what no analysis of these
+videos avoids (decoding every frame: each is a reference for the next) next to v2d's steps.
+
     pip install -e ".[bench]"
     python -m venv /work/venvs/v130 && /work/venvs/v130/bin/pip install video2dataset==1.3.0
     python benchmark/analysis_end_to_end.py --videos 200 --rounds 2
+    python benchmark/analysis_end_to_end.py --floor
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -212,6 +217,62 @@ def flow_values(samples: list[dict[str, Any]]) -> dict[str, float]:
     return {s["key"]: s["mean_optical_flow_magnitude"] for s in samples if s.get("status") == "success"}
 
 
+def floor(videos: list[Video]) -> None:
+    """CPU seconds per video of the steps no analysis avoids, in this process (one at a time)."""
+    import av
+
+    from v2d_core.ffmpeg_binary import ffmpeg_exe
+    from v2d_core.sample import Sample
+    from v2d_core.subsamplers.cut_detection import detect_cuts
+    from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
+    from v2d_core.subsamplers.settings import ClippingArgs, CutDetectionArgs, OpticalFlowArgs
+    from v2d_core.subsamplers.transcode import TranscodeSubsampler
+
+    def decode_every_frame(video: Video) -> None:
+        with av.open(str(video.path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            for _ in container.decode(stream):
+                pass
+
+    def ffmpeg_decode(video: Video) -> None:
+        argv = [ffmpeg_exe(), "-nostdin", "-v", "error", "-threads", "1", "-i", str(video.path)]
+        subprocess.run([*argv, "-an", "-f", "null", "-"], check=True)
+
+    def ffmpeg_start(video: Video) -> None:
+        subprocess.run([ffmpeg_exe(), "-version"], check=True, capture_output=True)
+
+    def cuts(video: Video) -> None:
+        detect_cuts(video.path, CutDetectionArgs())
+
+    def clips(video: Video) -> None:
+        bounds = [0, *video.cuts, 10 * FPS]
+        spans = [[start / FPS, end / FPS] for start, end in itertools.pairwise(bounds)]
+        sample = Sample(key="k", url="u", streams={"video": video.path}, metadata={"clips": spans})
+        with tempfile.TemporaryDirectory() as folder:
+            TranscodeSubsampler(clipping=ClippingArgs(min_length=1.0))(sample, Path(folder))
+
+    def flow(video: Video) -> None:
+        subsampler = OpticalFlowSubsampler(OpticalFlowArgs(fps=2, downsample_size=16))
+        with tempfile.TemporaryDirectory() as folder:
+            subsampler(Sample(key="k", url="u", streams={"video": video.path}), Path(folder))
+
+    steps = {
+        "decode every frame, in process (PyAV, 1 thread)": decode_every_frame,
+        "decode every frame, an ffmpeg process (-f null)": ffmpeg_decode,
+        "start an ffmpeg process (-version)": ffmpeg_start,
+        "v2d cut detection (decode, 64x36, scores)": cuts,
+        "v2d clipping of the 4 scenes (stream copy, one ffmpeg process)": clips,
+        "v2d optical flow (decode, 28x16 at 2 fps, Farneback, .npy)": flow,
+    }
+    for what, step in steps.items():
+        step(videos[0])  # imports and caches warm
+        started = cpu_seconds()
+        for video in videos:
+            step(video)
+        print(f"floor: {what}: {(cpu_seconds() - started) / len(videos):.4f} cpu-s/video", flush=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Bench:
     """What every run of one benchmark shares."""
@@ -236,12 +297,16 @@ def main() -> None:
     parser.add_argument("--workloads", default="cuts,flow")
     parser.add_argument("--v130-python", default="/work/venvs/v130/bin/python")
     parser.add_argument("--media", default="benchmark/work/scenes_640x360_10s_30fps_varied")
+    parser.add_argument("--floor", action="store_true", help="only the per-video floor figures, no rounds")
     args = parser.parse_args()
     if not become_subreaper():
         print("warning: cannot become a child subreaper; daemonised workers' CPU is not counted")
     print(f"$ python benchmark/analysis_end_to_end.py {shlex.join(sys.argv[1:])}")
     print(f"uptime: {uptime()}", flush=True)
     videos = make_inputs(Path(args.media), args.unique)
+    if args.floor:
+        floor(videos)
+        return
     with tempfile.TemporaryDirectory(prefix="v2d-analysis-") as name:
         tmp = Path(name)
         # 1.3.0 fetches a url directly only when it ends in a video extension: one name per row
