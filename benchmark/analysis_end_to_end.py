@@ -10,8 +10,9 @@ whose cut frames are known (scene lengths and sources vary between videos), behi
   with ``cuts_are_clips``, ContentDetector threshold 27, min_scene_len 15;
   ``ClippingSubsampler`` at 1.3.0's default precision, which stream-copies).
 - flow: the ``optical_flow`` stage over an existing webdataset (written once, not timed, by
-  v2d's download), with 1.3.0's ``optical_flow`` config (cv2 Farneback, fp16, 2 fps, frames
-  resized to a 16-pixel short side through ``reading.dataloader_args``).
+  1.3.0's download, as a 1.3.0 user has it), with 1.3.0's ``optical_flow`` config (cv2
+  Farneback, fp16, 2 fps, frames resized to a 16-pixel short side through
+  ``reading.dataloader_args``).
 
 ``storage`` and ``distribution`` are set the same for both: ``--per-shard`` samples per
 shard, ``--processes`` processes x ``--threads`` threads, multiprocessing. Reported per
@@ -29,6 +30,7 @@ videos avoids (decoding every frame: each is a reference for the next) next to v
 
     pip install -e ".[bench]"
     python -m venv /work/venvs/v130 && /work/venvs/v130/bin/pip install video2dataset==1.3.0
+    # (how it was installed and patched where it crashes: benchmark/RESULTS.md)
     python benchmark/analysis_end_to_end.py --videos 200 --rounds 2
     python benchmark/analysis_end_to_end.py --floor
 """
