@@ -502,6 +502,22 @@ def test_a_slow_ffmpeg_is_killed_at_its_timeout(media: dict[str, Path], tmp_path
         list(frames)
 
 
+def test_a_damaged_stretch_of_video_loses_frames_not_the_analysis(tmp_path: Path) -> None:
+    source = make_scene_video(tmp_path / "whole.mp4", [("testsrc2", 2.0), ("smptebars", 2.0)], audio=False)
+    data = bytearray(source.read_bytes())
+    for fraction in (0.3, 0.6):  # garbage over two stretches of coded frames
+        start = int(len(data) * fraction)
+        data[start : start + 3000] = bytes(index * 37 % 256 for index in range(3000))
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    frames = list(read_frames(damaged, width=16, height=12, timeout=30, what="t"))
+    assert 50 <= len(frames) < 100
+    (sample,) = CutDetectionSubsampler(CutDetectionArgs(), cuts_are_clips=False)(
+        video_sample(damaged), tmp_path
+    )
+    assert sample.metadata["cuts"]["cuts_original_fps"][0][0] == 0
+
+
 def test_frames_are_read_at_the_asked_size_and_rate(media: dict[str, Path]) -> None:
     frames = list(read_frames(media["scenes"], width=16, height=12, fps=Fraction(5), timeout=30, what="t"))
     assert len(frames) == 30 and frames[0].shape == (12, 16, 3) and frames[0].dtype == np.uint8

@@ -56,7 +56,7 @@ def read_frames(
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1  # the pool's other processes keep every core busy
             ticks = _Ticks(fps, stream)
-            for frame in container.decode(stream):
+            for frame in _decoded(container, stream):
                 if time.monotonic() > deadline:
                     raise SubsampleTimeoutError(f"{what} took longer than {timeout:g}s")
                 if ticks.keep(frame):
@@ -64,6 +64,18 @@ def read_frames(
                     yield small.to_ndarray()
     except (av.FFmpegError, OSError, ValueError) as error:
         raise FFmpegError(f"{what} failed: {error}") from None
+
+
+def _decoded(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[av.VideoFrame]:
+    """The stream's frames; a packet the decoder rejects is skipped, as the ``ffmpeg`` command
+    does (a damaged stretch of a video loses its frames, not the whole analysis)."""
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError:
+            continue
 
 
 def _check_regular_file(path: Path, what: str) -> None:
