@@ -13,8 +13,9 @@ Two datasets, so the run part stays small:
   partitions is launched through GraphQL and watched until every partition is materialized (or
   ``--window`` seconds): the runs the daemon creates (expected ceil(10,000 / shards_per_run)),
   the seconds until all are created, the partitions materialized, and the daemon's memory
-  (RSS) sampled every 2 s and printed once a minute. Each figure is printed as soon as it is
-  measured.
+  (RSS) sampled every 2 s and printed once a minute. Then what the relaunch sensors read at
+  that size: the stale and the failed partitions of ``tiny/download``. Each figure is printed
+  as soon as it is measured.
 
     python benchmark/scale_10k.py                       # all of it
     python benchmark/scale_10k.py --skip-backfill       # plan, load, page only
@@ -54,6 +55,17 @@ from v2d_dagster.testing import plan_dataset
 phase, home, datasets, name = sys.argv[1:5]
 if phase == "asset":  # the shard_plan asset: cut, manifest, register the partitions
     result = {"partitions": len(plan_dataset(Path(home), Path(datasets), name))}
+elif phase == "relaunch":  # what the relaunch sensors read: every partition's stale / failed state
+    from v2d_dagster.relaunch import failed_partitions
+    from v2d_dagster.staleness import stale_partitions
+    defs = build_definitions(datasets)
+    key = dg.AssetKey([name, "download"])
+    with dg.DagsterInstance.from_config(home) as instance:
+        materialized = len(instance.get_materialized_partitions(key))
+        stale = stale_partitions(instance, defs.resolve_asset_graph(), key)
+        stale_s = time.perf_counter() - started
+        failed = failed_partitions(instance, key, dg.DynamicPartitionsDefinition(name=f"{name}_shards"))
+    result = {"materialized": materialized, "stale": len(stale), "failed": len(failed), "stale_s": stale_s}
 else:
     defs = build_definitions(datasets)
     result = {"assets": len(defs.resolve_asset_graph().get_all_asset_keys())}
@@ -229,6 +241,7 @@ def main() -> None:
                 "thread_count": 1,
                 "shards_per_run": args.shards_per_run,
                 "timeout": 1,
+                "retries": 0,  # a refused url fails at once, no backoff
             },
         )
 
@@ -249,6 +262,7 @@ def main() -> None:
             if not args.skip_backfill:
                 partitions = [f"{i:05d}" for i in range(args.tiny_shards)]
                 record("backfill", backfill(dagster, "tiny", partitions, args.shards_per_run, args.window))
+                record("relaunch_sensors_read", phase("relaunch", home, datasets, "tiny"))
         record("load_average", list(psutil.getloadavg()))
 
 
