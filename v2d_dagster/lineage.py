@@ -116,7 +116,10 @@ def observe_first_inputs(
     observed here, by the first stage that reads it, so that the stage's materialization points
     at it (module doc).
     """
-    first = [p for p in partitions if context.instance.get_latest_data_version_record(key, True, p) is None]
+    observed = context.instance.event_log_storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_OBSERVATION, set(partitions)
+    )
+    first = [partition for partition in partitions if partition not in observed]
     if not first:
         return
     plan = read_plan(shard_dir)
