@@ -26,7 +26,7 @@ from pathlib import Path
 from v2d_core.config import Config
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
-from v2d_core.shard import fetch_samples
+from v2d_core.shards.process import fetch_samples
 from v2d_core.testing.media import make_videos
 
 SERVER_CODE = (

@@ -71,6 +71,7 @@ def first_shard(pythonpath: Path, urls: Path, output: Path, per_shard: int) -> t
     command = [
         *cli(),
         f"--url_list={urls}",
+        "--input_format=txt",
         f"--output_folder={output}",
         "--output_format=webdataset",
         "--processes_count=2",

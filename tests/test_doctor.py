@@ -22,7 +22,7 @@ from v2d_core.config import ReadingConfig
 from v2d_core.doctor import MAX_YTDLP_AGE_DAYS, environment_facts
 from v2d_core.fetch.ytdlp import YtDlpFetcher
 from v2d_core.fetch.ytdlp_stack import ytdlp_release_date
-from v2d_core.ffmpeg_binary import MINIMUM_VERSION, probe, resolve_ffmpeg
+from v2d_core.ffmpeg_binary import ENCODERS, MINIMUM_VERSION, probe, resolve_ffmpeg
 from v2d_core.testing.server import MediaServer
 
 DOCTOR = Path(sys.executable).parent / "v2d-doctor"
@@ -226,3 +226,31 @@ def test_each_run_logs_its_tools_first(tmp_path: Path, media_server: MediaServer
     assert lines[1].startswith(f"video2dataset: yt-dlp: {yt_dlp.version.__version__} (")
     assert lines[2].startswith("video2dataset: JS runtime: deno ")
     assert lines[5].startswith("video2dataset: address guard: off")
+
+
+def test_what_an_ffmpeg_reported_is_kept_until_the_binary_changes(tmp_path: Path) -> None:
+    """A run's start skips probing a known ffmpeg; an upgraded one (a changed file) is probed again."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+
+    def install(version: str) -> None:
+        encoders = "".join(f" V....D {name} x\\n" for name in sorted(ENCODERS))
+        fake.write_text(
+            f'#!/bin/sh\necho "$@" >> {calls}\n'
+            f'case "$1" in -version) echo "ffmpeg version {version}";; *) printf "{encoders}";; esac\n'
+        )
+        fake.chmod(0o755)
+
+    def resolved() -> dict[str, Any]:
+        return doctor_json(
+            env_with([fake.parent, Path("/bin"), Path("/usr/bin")], XDG_CACHE_HOME=str(tmp_path))
+        )["ffmpeg"]
+
+    install("9.1")
+    first, second = resolved(), resolved()
+    assert first == second and (first["source"], first["version"]) == ("PATH", "9.1")
+    assert calls.read_text().splitlines() == ["-version", "-hide_banner -encoders"]
+    install("9.2.1")
+    assert resolved()["version"] == "9.2.1"
+    assert len(calls.read_text().splitlines()) == 4

@@ -261,10 +261,10 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys
     from v2d_core.config import Config
-    from v2d_core.sharding import tar_shards
+    from v2d_core.inputs.sharding import tar_shards
     from v2d_core.job import JobConfig
-    from v2d_core.shard import process_shard
-    from v2d_core.sharding import plan_shards
+    from v2d_core.shards.process import process_shard
+    from v2d_core.inputs.sharding import plan_shards
 
     urls, tars, out = sys.argv[1:4]
     config = Config.from_mapping(json.loads(sys.argv[4]))
@@ -400,7 +400,7 @@ SHARDING_SCRIPT = textwrap.dedent(
     import json, resource, sys
     from v2d_core.config import Config, StorageConfig
     from v2d_core.job import JobConfig
-    from v2d_core.sharding import plan_shards
+    from v2d_core.inputs.sharding import plan_shards
 
     config = Config(storage=StorageConfig(number_sample_per_shard=10000))
     job = JobConfig(url_list=sys.argv[1], input_format="csv", caption_col="caption", config=config)

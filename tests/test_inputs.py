@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from v2d_core import inputs
 from v2d_core.errors import ConfigError, InputError
-from v2d_core.inputs import clips_json, input_columns, input_files, read_batches
+from v2d_core.inputs import url_lists
+from v2d_core.inputs.url_lists import clips_json, input_columns, input_files, read_batches
 from v2d_core.job import JobConfig
 
 ROWS = 50
@@ -80,9 +80,9 @@ def _read(path: str, job: JobConfig) -> pa.Table:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny batches and blocks, so that streaming and a cut csv head are exercised."""
-    monkeypatch.setattr(inputs, "BATCH_ROWS", 7)
-    monkeypatch.setattr(inputs, "BLOCK_BYTES", 256)
-    monkeypatch.setattr(inputs, "INFER_BYTES", 300)
+    monkeypatch.setattr(url_lists, "BATCH_ROWS", 7)
+    monkeypatch.setattr(url_lists, "BLOCK_BYTES", 256)
+    monkeypatch.setattr(url_lists, "INFER_BYTES", 300)
 
 
 @pytest.fixture

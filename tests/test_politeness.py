@@ -23,7 +23,7 @@ from v2d_core.fetch import make_fetcher, politeness
 from v2d_core.fetch.politeness import Limits, hold_off, host_key, polite, retry_after
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
-from v2d_core.shard import fetch_samples
+from v2d_core.shards.process import fetch_samples
 from v2d_core.testing.server import MediaServer
 
 VIDEO = {"video": "mp4"}

@@ -19,8 +19,8 @@ import pytest
 
 from v2d_core.config import Config, ReadingConfig, StorageConfig
 from v2d_core.errors import InputError
+from v2d_core.inputs.sharding import ShardSpec, plan_shards, read_shard_input
 from v2d_core.job import JobConfig
-from v2d_core.sharding import ShardSpec, plan_shards, read_shard_input
 
 
 def _write_list(path: Path, first: int, rows: int) -> None:

@@ -24,7 +24,7 @@ from tests.helpers import stats, status_rows, write_csv
 from tests.slurm_cluster import INSTALL, Slurm, missing_programs, slurm_cluster
 from v2d_core import video2dataset
 from v2d_core.config import Config
-from v2d_core.sbatch import SlurmArgs, SlurmError
+from v2d_core.runners.sbatch import SlurmArgs, SlurmError
 from v2d_core.testing.server import MediaServer
 from v2d_dagster.testing import plan_dataset
 

@@ -11,7 +11,7 @@ from tests.helpers import stats
 from v2d_core.testing.server import MediaServer
 
 # Stacks a url-list download never needs in the process that plans it.
-ENGINE = ("v2d_core.shard", "v2d_core.subsamplers.chain", "scenedetect", "cv2", "av")
+ENGINE = ("v2d_core.shards.process", "v2d_core.subsamplers.chain", "scenedetect", "cv2", "av")
 # yt-dlp (and requests under it) is not in ENGINE: every run logs yt-dlp's facts first (its version,
 # plugins, PO-token providers: v2d-doctor's lines), which imports it in the planning process.
 DATA = ("pyarrow", "pandas", "fsspec", "IPython")

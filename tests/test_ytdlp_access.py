@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from tests.helpers import stats, status_rows, write_csv
+from tests.proxy_server import ForwardingProxy
 from v2d_core import video2dataset
 from v2d_core.config import Config, ReadingConfig, YtArgs
 from v2d_core.errors import ConfigError, YtDlpError
 from v2d_core.fetch import make_fetcher
-from v2d_core.testing.proxy import ForwardingProxy
 from v2d_core.testing.server import MediaServer
 
 REPO = Path(__file__).resolve().parents[1]

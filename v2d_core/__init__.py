@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from v2d_core.api import video2dataset
     from v2d_core.config import Config
+    from v2d_core.inputs.sharding import ShardSpec
     from v2d_core.job import JobConfig
-    from v2d_core.run import RunSummary, run_job
-    from v2d_core.shard import process_shard
-    from v2d_core.shard_result import ShardResult
-    from v2d_core.sharding import ShardSpec
+    from v2d_core.runners.run import RunSummary, run_job
+    from v2d_core.shards.process import process_shard
+    from v2d_core.shards.result import ShardResult
 
 _HOMES = {
     "Config": "v2d_core.config",
     "JobConfig": "v2d_core.job",
-    "RunSummary": "v2d_core.run",
-    "ShardResult": "v2d_core.shard_result",
-    "ShardSpec": "v2d_core.sharding",
-    "process_shard": "v2d_core.shard",
-    "run_job": "v2d_core.run",
+    "RunSummary": "v2d_core.runners.run",
+    "ShardResult": "v2d_core.shards.result",
+    "ShardSpec": "v2d_core.inputs.sharding",
+    "process_shard": "v2d_core.shards.process",
+    "run_job": "v2d_core.runners.run",
     "video2dataset": "v2d_core.api",
 }
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 from v2d_core.config import Config
 from v2d_core.errors import ConfigError
 from v2d_core.job import JobConfig, options_from_kwargs
+from v2d_core.runners.worker_pool import start_workers_early
 from v2d_core.subsamplers.settings import SubsamplingConfig
-from v2d_core.worker_pool import start_workers_early
 
 if TYPE_CHECKING:
-    from v2d_core.run import RunSummary
+    from v2d_core.runners.run import RunSummary
 
 
 def video2dataset(
@@ -67,11 +67,11 @@ def video2dataset(
     job = JobConfig(config=load_config(config, overrides), **options)
     if job.config.distribution.distributor == "multiprocessing":
         start_workers_early()  # the workers' engine loads while this process loads the runner
-    from v2d_core.run import run_job
+    from v2d_core.runners.run import run_job
 
     if not enable_wandb:
         return run_job(job, show_progress=show_progress)
-    from v2d_core.wandb_logger import WandbLogger
+    from v2d_core.runners.wandb_logger import WandbLogger
 
     with WandbLogger(project=wandb_project, job=job) as logger:
         summary = run_job(job, show_progress=show_progress, observer=logger.log_live)

@@ -18,9 +18,10 @@ from v2d_core.text import terminal_safe
 
 
 def _command(*args: Any, **kwargs: Any) -> None:
-    from v2d_core.summary import summary_lines  # with the runner, after ``--help`` is answered
-
     summary = video2dataset(*args, **kwargs)
+    # Imported after the run: it loads the runner, which must not delay the workers' start.
+    from v2d_core.runners.summary import summary_lines
+
     print("\n".join(summary_lines(summary)))
     if summary.failed_shards:
         sys.exit(1)

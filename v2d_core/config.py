@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from v2d_core.errors import ConfigError
-from v2d_core.sbatch import SlurmArgs
+from v2d_core.runners.sbatch import SlurmArgs
 from v2d_core.subsamplers.settings import OpticalFlowArgs, SubsamplingConfig
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "tsv.gz", "json", "jsonl", "parquet", "webdataset")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from v2d_core.api import video2dataset
 from v2d_core.cli import log_to_stderr
-from v2d_core.summary import summary_lines
+from v2d_core.runners.summary import summary_lines
 from v2d_core.testing.media import make_videos
 from v2d_core.testing.server import MediaServer
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from v2d_core.errors import ConfigError
 
@@ -63,7 +66,36 @@ class FFmpegBinary:
 
 
 def probe(path: str, source: str) -> FFmpegBinary:
-    """Run ``path -version`` and ``path -encoders``; a ConfigError when it is not a working ffmpeg."""
+    """Run ``path -version`` and ``path -encoders``; a ConfigError when it is not a working ffmpeg.
+
+    What a working binary reported is kept in :func:`probe_cache_file`, keyed by the file's
+    identity (size, times, inode), so later processes skip the two runs until the file changes.
+    """
+    identity = _identity(path)
+    cached = _read_cache().get(identity) if identity else None
+    if cached is not None:
+        version, encoders = cached["version"], set(cached["encoders"])
+    else:
+        version, encoders = _run_probe(path, source)
+        if identity:
+            _write_cache(identity, {"version": version, "encoders": sorted(encoders)})
+    release = RELEASE.match(version)
+    return FFmpegBinary(
+        path=path,
+        version=version,
+        release=(int(release[1]), int(release[2])) if release else None,
+        encoders=frozenset(encoders),
+        source=source,
+    )
+
+
+def probe_cache_file() -> Path:
+    """Where probe results are kept: ``$XDG_CACHE_HOME/v2d`` (``~/.cache/v2d`` by default)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "v2d" / "ffmpeg-probes.json"
+
+
+def _run_probe(path: str, source: str) -> tuple[str, set[str]]:
     try:
         version_out = _run(path, "-version")
         encoders_out = _run(path, "-hide_banner", "-encoders")
@@ -72,16 +104,37 @@ def probe(path: str, source: str) -> FFmpegBinary:
     match = VERSION_LINE.match(version_out)
     if match is None:
         raise ConfigError(f"{source} ffmpeg {path} does not print an ffmpeg version line")
-    version = match["version"]
-    release = RELEASE.match(version)
     encoders = {m[1] for line in encoders_out.splitlines() if (m := ENCODER_LINE.match(line))}
-    return FFmpegBinary(
-        path=path,
-        version=version,
-        release=(int(release[1]), int(release[2])) if release else None,
-        encoders=frozenset(encoders),
-        source=source,
-    )
+    return match["version"], encoders
+
+
+def _identity(path: str) -> str | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+
+
+def _read_cache() -> dict[str, dict]:
+    try:
+        entries = json.loads(probe_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _write_cache(identity: str, entry: dict) -> None:
+    """Add ``entry`` (best effort: a read-only home only means probing again next time)."""
+    cache = probe_cache_file()
+    entries = _read_cache() | {identity: entry}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache.parent, delete=False, suffix=".tmp") as handle:
+            json.dump(entries, handle)
+        os.replace(handle.name, cache)
+    except OSError:
+        return
 
 
 @functools.cache

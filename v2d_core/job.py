@@ -13,6 +13,7 @@ from v2d_core.subsamplers.settings import NO_ENGINE
 
 if TYPE_CHECKING:  # the shards package reads storage (fsspec); the CLI's --help loads neither
     from v2d_core.shards.gate import ReplaceGate
+    from v2d_core.shards.layout import ShardLayout
 
 MODALITIES = ("video", "audio", "optical_flow")
 RETRY_OUTPUT_FORMATS = ("files", "webdataset", "parquet", "dummy")
@@ -101,6 +102,12 @@ class JobConfig:
     def shard_name(self, shard_id: int) -> str:
         """Zero-padded shard id, e.g. ``00042``."""
         return f"{shard_id:0{self.config.storage.oom_shard_count}d}"
+
+    def shard_layout(self, shard_id: int) -> ShardLayout:
+        """The file names of shard ``shard_id`` in the output folder."""
+        from v2d_core.shards.layout import ShardLayout  # fsspec stays out of ``--help``
+
+        return ShardLayout(self.output_folder, self.shard_name(shard_id), self.output_format)
 
     def sample_key(self, shard_id: int, row_index: int) -> str:
         """Key of row ``row_index`` of shard ``shard_id``, as video2dataset 1.3.0's code computes it."""

@@ -8,8 +8,8 @@ import dagster as dg
 
 from v2d_core.config import ReadingConfig
 from v2d_core.doctor import environment_facts, fact_lines
-from v2d_core.figures import Figures
 from v2d_core.redact import redact_text
+from v2d_core.runners.figures import Figures
 from v2d_core.shards import ShardStats
 
 

@@ -2,7 +2,7 @@
 
 ``plan_shards`` writes ``{shard_dir}/{shard}.arrow``; the manifest beside them records each
 shard's row count and a digest of its rows, so a partition key turns back into a
-:class:`~v2d_core.sharding.ShardSpec` without re-reading the url list, and a shard whose rows
+:class:`~v2d_core.inputs.sharding.ShardSpec` without re-reading the url list, and a shard whose rows
 changed has a new digest (its data version). For an input webdataset the plan names the
 existing tars instead (``00042.tar`` is shard ``00042``), with a digest of each tar's size
 and modification time. No dagster import here.
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from v2d_core.errors import InputError
-from v2d_core.inputs import input_files
+from v2d_core.inputs.sharding import ShardSpec, plan_shards, shard_input_path, tar_shards
+from v2d_core.inputs.url_lists import input_files
 from v2d_core.job import JobConfig
-from v2d_core.sharding import ShardSpec, plan_shards, shard_input_path, tar_shards
 from v2d_core.shards import ShardLayout
 from v2d_core.storage import fresh_fs
 

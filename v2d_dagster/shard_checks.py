@@ -9,8 +9,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
-from v2d_core.sharding import ShardSpec
 from v2d_core.shards import ShardLayout
 from v2d_core.shards.verify import CHECK_NAMES, check_shard, input_keys
 from v2d_core.subsamplers.chain import output_encode_formats

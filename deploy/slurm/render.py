@@ -6,7 +6,7 @@
     python deploy/slurm/render.py --dataset clips --stage download --submit --wait
 
 The shard ids come from the dataset's plan (materialize ``{dataset}/shard_plan`` first). The
-``#SBATCH`` directives, the submission and the wait are ``v2d_core.sbatch``'s, as for
+``#SBATCH`` directives, the submission and the wait are ``v2d_core.runners.sbatch``'s, as for
 ``distributor: slurm``. Every ``${V2D_...}`` placeholder of the template is filled here;
 ``${SLURM_...}`` and the script's own shell variables are left for bash.
 """
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from v2d_core.errors import V2DError
-from v2d_core.sbatch import SbatchOptions, sbatch_script, submit, wait
+from v2d_core.runners.sbatch import SbatchOptions, sbatch_script, submit, wait
 from v2d_dagster.plan import read_plan
 from v2d_dagster.spec import DatasetSpec, load_datasets
 

@@ -16,17 +16,16 @@ from typing import Any
 import numpy as np
 
 from v2d_core.dataloader.decoding import Frames
-
-Sample = dict[str, Any]
+from v2d_core.dataloader.samples import Record
 
 
 class Collate:
     """Collation function for webdataset's ``batched``; remembers the last good sample as a filler."""
 
     def __init__(self) -> None:
-        self._filler: Sample | None = None
+        self._filler: Record | None = None
 
-    def __call__(self, samples: Sequence[Sample]) -> Sample:
+    def __call__(self, samples: Sequence[Record]) -> Record:
         good = [sample for sample in samples if not sample.get("__corrupted__")]
         if good:
             self._filler = {key: value for key, value in good[0].items() if not key.startswith("__")}
@@ -35,7 +34,7 @@ class Collate:
         keys = set.intersection(*(set(sample) for sample in samples))
         return {key: stack([sample[key] for sample in samples]) for key in sorted(keys)}
 
-    def _filled(self, sample: Sample) -> Sample:
+    def _filled(self, sample: Record) -> Record:
         assert self._filler is not None
         filler = {
             key: value if isinstance(value, np.ndarray | Frames) else copy.deepcopy(value)

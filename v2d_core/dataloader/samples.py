@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from v2d_core.dataloader.decoding import VideoInfo, VideoReader
-from v2d_core.dataloader.sampling import plan_clip, scenes_in_frames
+from v2d_core.dataloader.sampling import choose_frames, scenes_in_frames
 from v2d_core.dataloader.settings import DecoderArgs, Geometry
 from v2d_core.errors import DecodeError, describe
 
-Sample = dict[str, Any]
+Record = dict[str, Any]  # one webdataset sample: field name -> value (not v2d_core.sample.Sample)
 Handler = Callable[[BaseException], bool]
 INTEGER_MEMBERS = frozenset({"cls", "cls2", "class", "count", "index", "inx", "id"})
 
@@ -71,7 +71,7 @@ class SampleDecoder:
         self.spec = spec
         self._random = ProcessRandom()
 
-    def __call__(self, raw: Sample) -> Sample:
+    def __call__(self, raw: Record) -> Record:
         sample = {key: _member(key, value) for key, value in raw.items() if key != self.spec.video_key}
         if self.spec.decoder is None:
             sample[self.spec.video_key] = raw[self.spec.video_key]
@@ -79,38 +79,38 @@ class SampleDecoder:
         sample.update(self._frames(raw[self.spec.video_key], sample))
         return sample
 
-    def _frames(self, data: bytes, sample: Sample) -> Sample:
+    def _frames(self, data: bytes, sample: Record) -> Record:
         args, geometry, rng = self.spec.decoder, self.spec.geometry, self._random.generator
         assert args is not None
         with VideoReader(data, threads=args.num_threads, max_pixels=args.max_pixels) as reader:
             info = reader.info
-            plan = plan_clip(
+            choice = choose_frames(
                 args, frame_count=info.frame_count, fps=info.fps, scenes=self._scenes(sample, info), rng=rng
             )
             size = geometry.resized(info.height, info.width)
             crop = geometry.crop_box(size[0], size[1], rng)
             frames, times = reader.read(
-                plan.indices, None if size == (info.height, info.width) else size, crop
+                choice.indices, None if size == (info.height, info.width) else size, crop
             )
-        count = len(plan.indices) + plan.padding
-        if plan.padding:
-            frames = frames.padded(plan.padding)
-            times = np.concatenate([times, np.full(plan.padding, np.nan)])
-        fields: Sample = {
+        count = len(choice.indices) + choice.padding
+        if choice.padding:
+            frames = frames.padded(choice.padding)
+            times = np.concatenate([times, np.full(choice.padding, np.nan)])
+        fields: Record = {
             self.spec.video_key: frames,
-            "fps_id": np.full(count, plan.fps_id, dtype=np.int64),
+            "fps_id": np.full(count, choice.fps_id, dtype=np.int64),
             self.spec.original_height_key: np.full(count, info.height, dtype=np.int64),
             self.spec.original_width_key: np.full(count, info.width, dtype=np.int64),
-            "pad_masks": (np.arange(count) < len(plan.indices)).astype(np.float32),
-            "native_fps": plan.fps,
-            "start_frame": plan.start_frame,
+            "pad_masks": (np.arange(count) < len(choice.indices)).astype(np.float32),
+            "native_fps": choice.fps,
+            "start_frame": choice.start_frame,
             "frame_timestamps": times,
         }
         if args.return_bytes:
             fields["video_bytes"] = data
         return fields
 
-    def _scenes(self, sample: Sample, info: VideoInfo) -> list[tuple[int, int]] | None:
+    def _scenes(self, sample: Record, info: VideoInfo) -> list[tuple[int, int]] | None:
         if self.spec.cuts_key is not None:
             cuts = sample.get(self.spec.cuts_key)
             if cuts is None:
@@ -123,8 +123,8 @@ class SampleDecoder:
 
 
 def load_samples(
-    samples: Iterable[Sample], decoder: SampleDecoder, *, return_always: bool, handler: Handler
-) -> Iterator[Sample]:
+    samples: Iterable[Record], decoder: SampleDecoder, *, return_always: bool, handler: Handler
+) -> Iterator[Record]:
     """Pipeline stage: decode each sample; a failure is flagged (``return_always``) or given to ``handler``.
 
     Samples missing a required member are dropped, as in video2dataset (flagged with
@@ -156,7 +156,7 @@ def load_samples(
         yield sample
 
 
-def corrupted(raw: Sample, message: str) -> Sample:
+def corrupted(raw: Record, message: str) -> Record:
     """The placeholder of a sample that could not be loaded: its key and url, the flag and the reason."""
     return {
         "__key__": raw.get("__key__"),

@@ -30,7 +30,7 @@ Scene = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
-class ClipPlan:
+class FrameChoice:
     """Frame numbers to decode in output order, the rate they are spaced at, and zero frames to append."""
 
     indices: tuple[int, ...]
@@ -43,14 +43,14 @@ class ClipPlan:
         return self.indices[0]
 
 
-def plan_clip(
+def choose_frames(
     args: DecoderArgs,
     *,
     frame_count: int,
     fps: float,
     scenes: Sequence[Scene] | None,
     rng: np.random.Generator,
-) -> ClipPlan:
+) -> FrameChoice:
     """The frames of a ``frame_count``-frame video at ``fps`` that one sample takes."""
     if frame_count <= 0:
         raise DecodeError("the video has no frames")
@@ -59,14 +59,15 @@ def plan_clip(
     if args.uniformly_sample:
         assert args.n_frames is not None  # DecoderArgs checks it
         spread = np.linspace(0, frame_count - 1, args.n_frames).astype(int)
-        return ClipPlan(tuple(int(i) for i in spread), rate, fps_id)
+        return FrameChoice(tuple(int(i) for i in spread), rate, fps_id)
     if args.n_frames is None:
-        return ClipPlan(tuple(range(0, frame_count, stride)), rate, fps_id)
+        return FrameChoice(tuple(range(0, frame_count, stride)), rate, fps_id)
     needed = (args.n_frames - 1) * stride + 1
     low, high = _range(scenes or [(0, frame_count)], needed, args.pad_frames, rng)
     count = min(args.n_frames, (high - low - 1) // stride + 1)
     start = low + int(rng.integers(0, high - low - needed + 1)) if count == args.n_frames else low
-    return ClipPlan(tuple(range(start, start + count * stride, stride)), rate, fps_id, args.n_frames - count)
+    indices = tuple(range(start, start + count * stride, stride))
+    return FrameChoice(indices, rate, fps_id, args.n_frames - count)
 
 
 def choose_fps(args: DecoderArgs, native: float, rng: np.random.Generator) -> tuple[float, int]:

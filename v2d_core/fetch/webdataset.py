@@ -1,7 +1,7 @@
 """Samples of an existing webdataset tar, for the re-processing stages (subset, optical_flow).
 
 Each input tar is one shard and keeps its id (``00042.tar`` stays shard 42, see
-:func:`v2d_core.sharding.tar_shards`). Members
+:func:`v2d_core.inputs.sharding.tar_shards`). Members
 are grouped by key as webdataset groups them (the name up to the first dot of its
 basename); media members become streams, ``json`` the sample's record, ``txt`` its
 caption; other members are skipped unread. Member data is copied to files named by us,

@@ -22,8 +22,8 @@ from typing import Any
 import pyarrow as pa
 
 from v2d_core.errors import InputError
+from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
-from v2d_core.sharding import ShardSpec
 from v2d_core.shards.layout import ShardLayout
 from v2d_core.shards.reader import ShardReader, tar_keys
 

@@ -32,12 +32,12 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from pydantic import Field
 
 from v2d_core.errors import ConfigError, InputError
+from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
 from v2d_core.redact import redact_text
-from v2d_core.retry import process_or_retry
-from v2d_core.run import run_shards
-from v2d_core.sharding import ShardSpec
+from v2d_core.runners.local import run_shards
 from v2d_core.shards import ShardLayout, ShardStats
+from v2d_core.shards.entry import run_shard
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
 from v2d_dagster.lineage import observe_first_inputs, shard_materialization
@@ -262,7 +262,7 @@ def _in_process(specs: Sequence[ShardSpec], job: JobConfig) -> tuple[list, dict[
     results, failures = [], {}
     for spec in specs:
         try:
-            results.append(process_or_retry(spec, job))
+            results.append(run_shard(spec, job))
         except (ConfigError, InputError):
             raise
         except Exception as error:  # a failed shard is reported by name, as the pool reports it

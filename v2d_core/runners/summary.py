@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from v2d_core.figures import TOP_ERRORS, Figures
-from v2d_core.run import RunSummary
+from v2d_core.runners.figures import TOP_ERRORS, Figures
+from v2d_core.runners.run import RunSummary
 from v2d_core.text import terminal_safe
 
 MESSAGE_WIDTH = 200

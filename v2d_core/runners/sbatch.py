@@ -1,6 +1,6 @@
 """Slurm job arrays: the one place that writes an sbatch script, submits it, waits for it and cancels it.
 
-The ``slurm`` distributor (:mod:`v2d_core.slurm`) and ``deploy/slurm/render.py`` (the Dagster
+The ``slurm`` distributor (:mod:`v2d_core.runners.slurm`) and ``deploy/slurm/render.py`` (the Dagster
 path) both call it. :class:`SlurmArgs` is video2dataset 1.3.0's ``distributor_args`` for
 ``distributor: slurm``, validated when the config is built.
 """

@@ -1,9 +1,9 @@
 """The slurm distributor: a job's shards as an sbatch job array, submitted and waited for.
 
-Each round of :func:`~v2d_core.run.retry_rounds` is one job array in a fresh folder under
+Each round of :func:`~v2d_core.runners.run.retry_rounds` is one job array in a fresh folder under
 ``cache_path``: ``round.pkl`` (the job and its shards), ``v2d.sbatch``, ``logs/`` (one file per
 task) and ``outcomes/`` (one file per shard, written by the task that ran it). Array task ``i`` of
-``n`` runs shards ``i, i + n, ...`` on a local process pool (``python -m v2d_core.slurm``), with
+``n`` runs shards ``i, i + n, ...`` on a local process pool (``python -m v2d_core.runners.slurm``), with
 the submitting environment (sbatch exports it). Nodes must reach ``output_folder`` and
 ``cache_path``: a shared filesystem or object storage.
 """
@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
-from v2d_core.progress import FiguresObserver, Progress
-from v2d_core.run import RunSummary, portable_job, retry_rounds, run_shards
-from v2d_core.sbatch import SbatchOptions, SlurmArgs, cancel, sbatch_script, submit, wait
-from v2d_core.shard import ShardResult
-from v2d_core.sharding import ShardSpec
+from v2d_core.runners.local import run_shards
+from v2d_core.runners.progress import FiguresObserver, Progress
+from v2d_core.runners.run import RunSummary, portable_job, retry_rounds
+from v2d_core.runners.sbatch import SbatchOptions, SlurmArgs, cancel, sbatch_script, submit, wait
+from v2d_core.shards.result import ShardResult
 
 DEFAULT_CACHE = ".video2dataset_cache"
 Outcome = ShardResult | str
@@ -134,7 +135,7 @@ def _options(args: SlurmArgs, job: JobConfig, folder: Path, tasks: int) -> Sbatc
 
 
 def _body(folder: Path) -> str:
-    return f"exec {shlex.quote(sys.executable)} -m v2d_core.slurm {shlex.quote(str(folder))}\n"
+    return f"exec {shlex.quote(sys.executable)} -m v2d_core.runners.slurm {shlex.quote(str(folder))}\n"
 
 
 def _lost(job_id: str, finished: bool, timeout: float | None, folder: Path) -> str:
@@ -174,11 +175,11 @@ def run_task(folder: Path, task: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m v2d_core.slurm FOLDER``, as the array's sbatch script runs it."""
+    """``python -m v2d_core.runners.slurm FOLDER``, as the array's sbatch script runs it."""
     [folder] = sys.argv[1:] if argv is None else argv
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     if task is None:
-        sys.exit("v2d_core.slurm: run by sbatch only (SLURM_ARRAY_TASK_ID is not set)")
+        sys.exit("v2d_core.runners.slurm: run by sbatch only (SLURM_ARRAY_TASK_ID is not set)")
     run_task(Path(folder), int(task))
 
 

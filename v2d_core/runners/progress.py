@@ -2,7 +2,7 @@
 
 Workers send one small :class:`SampleEvent` per finished input row and a :class:`ShardEvent`
 when a shard is committed; :class:`Progress` keeps running totals, draws a tqdm bar and
-passes its :class:`~v2d_core.figures.Figures` to an observer (W&B) now and then.
+passes its :class:`~v2d_core.runners.figures.Figures` to an observer (W&B) now and then.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import NamedTuple, Self
 
 from tqdm import tqdm
 
-from v2d_core.figures import Figures
+from v2d_core.runners.figures import Figures
 from v2d_core.sample import Sample, Status
 from v2d_core.shards import ShardStats
 

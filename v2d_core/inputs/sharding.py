@@ -22,7 +22,7 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from v2d_core.errors import InputError
-from v2d_core.inputs import input_files, read_batches
+from v2d_core.inputs.url_lists import input_files, read_batches
 from v2d_core.job import JobConfig
 from v2d_core.storage import fresh_fs
 

@@ -19,36 +19,26 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from v2d_core.inputs.sharding import ShardSpec, read_shard_input
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
-from v2d_core.shard import SampleCallback, ShardResult, SourceItem, fetch_samples, process_shard, write_shard
-from v2d_core.sharding import ShardSpec, discard_temporary_input, read_shard_input
-from v2d_core.shards import ShardLayout, ShardStats
-from v2d_core.shards.commit import recover
+from v2d_core.shards import ShardStats
+from v2d_core.shards.process import (
+    SampleCallback,
+    ShardResult,
+    SourceItem,
+    fetch_samples,
+    write_shard,
+)
 from v2d_core.shards.reader import TRANSIENT_COLUMN, ShardReader
 from v2d_core.writers import ShardWriter
-
-
-def process_or_retry(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | None = None) -> ShardResult:
-    """``process_shard``; with ``incremental_mode="retry_failed"``, a finished shard is only retried.
-
-    ``process_shard`` finishes what a killed commit left itself; a retry must do it before it
-    asks whether the shard is finished.
-    """
-    retrying = False
-    if job.incremental_mode == "retry_failed":
-        recover(job.output_folder, [job.shard_name(spec.shard_id)])
-        retrying = _layout(job, spec.shard_id).is_done()
-    result = retry_shard(spec, job, on_sample) if retrying else process_shard(spec, job, on_sample)
-    discard_temporary_input(spec)
-    return result
 
 
 def transient_failures(job: JobConfig, shard_ids: Iterable[int]) -> dict[int, int]:
     """Shard id -> how many of its rows failed transiently, for those of ``shard_ids`` that have any."""
     counts = {}
     for shard_id in shard_ids:
-        table = ShardReader(_layout(job, shard_id)).status(columns=[TRANSIENT_COLUMN])
+        table = ShardReader(job.shard_layout(shard_id)).status(columns=[TRANSIENT_COLUMN])
         if TRANSIENT_COLUMN in table.column_names and (count := pc.sum(table[TRANSIENT_COLUMN]).as_py()):
             counts[shard_id] = count
     return counts
@@ -61,7 +51,7 @@ def retry_shard(spec: ShardSpec, job: JobConfig, on_sample: SampleCallback | Non
     urls of the shard's input, which keeps them whole.
     """
     shard_id = spec.shard_id
-    reader = ShardReader(_layout(job, shard_id))
+    reader = ShardReader(job.shard_layout(shard_id))
     status = reader.status()
     if TRANSIENT_COLUMN not in status.column_names:  # written before v2d recorded transient failures
         return _result_from_stats(shard_id, reader.stats(), [])
@@ -126,7 +116,3 @@ def _keep_rows(job: JobConfig, reader: ShardReader, status: pa.Table, writer: Sh
     for row in reader.rows():  # all columns: the parquet format's media too
         if not row[TRANSIENT_COLUMN] and row["key"] not in kept:
             writer.keep(row, {})
-
-
-def _layout(job: JobConfig, shard_id: int) -> ShardLayout:
-    return ShardLayout(job.output_folder, job.shard_name(shard_id), job.output_format)

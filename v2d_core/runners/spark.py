@@ -3,7 +3,7 @@
 Shards run on the active SparkSession (a cluster you operate) or, when there is none, on
 a local session of ``processes_count`` cores that v2d starts and stops; ``distributor_args``
 are Spark settings for that session (e.g. ``spark.master``, ``spark.executor.memory``).
-Every task calls the local runner's shard function (``process_or_retry``), so executors must
+Every task calls the local runner's shard function (``run_shard``), so executors must
 reach ``output_folder`` (a shared filesystem or object storage): the shards' inputs are
 written under it.
 """
@@ -18,12 +18,12 @@ from functools import partial
 from typing import Any
 
 from v2d_core.errors import ConfigError
+from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
-from v2d_core.progress import FiguresObserver, Progress
-from v2d_core.retry import process_or_retry
-from v2d_core.run import RunSummary, portable_job, retry_rounds
-from v2d_core.shard import ShardResult
-from v2d_core.sharding import ShardSpec
+from v2d_core.runners.progress import FiguresObserver, Progress
+from v2d_core.runners.run import RunSummary, portable_job, retry_rounds
+from v2d_core.shards.entry import run_shard
+from v2d_core.shards.result import ShardResult
 
 try:
     from py4j.protocol import Py4JJavaError
@@ -120,6 +120,6 @@ def _run_subjob(spark: SparkSession, batch: list[ShardSpec], job: JobConfig) -> 
 def _run_task(spec: ShardSpec, job: JobConfig) -> TaskOutcome:
     """One shard on an executor; an exception is returned, so the job's other tasks still count."""
     try:
-        return spec.shard_id, process_or_retry(spec, job)
+        return spec.shard_id, run_shard(spec, job)
     except Exception as error:
         return spec.shard_id, f"{type(error).__name__}: {error}"

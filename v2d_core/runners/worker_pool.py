@@ -14,7 +14,7 @@ from multiprocessing.context import BaseContext
 # shard's first parquet write: once here too, not once per worker. yt-dlp, scenedetect, OpenCV
 # and tfrecord load in the worker that uses them.
 WORKER_PRELOAD = [
-    "v2d_core.retry",
+    "v2d_core.shards.entry",
     "v2d_core.fetch.http",
     "v2d_core.fetch.ytdlp",
     "v2d_core.writers.files",

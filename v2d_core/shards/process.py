@@ -17,14 +17,14 @@ from v2d_core.fetch import FetchResult, check_url, make_fetcher
 from v2d_core.fetch.base import Fetcher
 from v2d_core.fetch.host_queue import HostQueue
 from v2d_core.fetch.webdataset import read_tar_samples
+from v2d_core.inputs.sharding import ShardSpec, read_shard_input
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample, Status
-from v2d_core.shard_result import ShardResult
-from v2d_core.sharding import ShardSpec, read_shard_input
 from v2d_core.shards.commit import recover
+from v2d_core.shards.result import ShardResult
+from v2d_core.shards.work_folders import clear_work_folders, job_work_prefix
 from v2d_core.subsamplers.base import Subsampler
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers, output_encode_formats
-from v2d_core.work_folders import clear_work_folders, job_work_prefix
 from v2d_core.writers import ShardTarget, ShardWriter, make_writer
 
 SampleCallback = Callable[[Sample, int], None]

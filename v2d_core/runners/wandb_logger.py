@@ -12,10 +12,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from v2d_core.errors import ConfigError
-from v2d_core.figures import Figures
 from v2d_core.job import JobConfig
-from v2d_core.run import RunSummary
-from v2d_core.summary import ErrorRow, error_rows, run_figures, shard_counts
+from v2d_core.runners.figures import Figures
+from v2d_core.runners.run import RunSummary
+from v2d_core.runners.summary import ErrorRow, error_rows, run_figures, shard_counts
 
 ERROR_TABLE_ROWS = 1000
 
