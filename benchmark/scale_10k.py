@@ -1,20 +1,21 @@
-"""10,000 shards in Dagster: plan, register, load, the Partitions page, a backfill of 10,000 partitions.
+"""10,000 shards in Dagster: plan + register, load, the Partitions page, a backfill of 10,000 partitions.
 
 Two datasets, so the run part stays small:
 
 - ``scale``: a 10M-row url list (parquet) in 1,000-row shards = 10,000 shards. Measured, each
-  in its own process with its peak memory (VmHWM): planning (cut the list into 10,000 shard
-  files and the manifest), registering the 10,000 dynamic partitions, loading the definitions;
-  the ``shard_plan`` asset itself (which also writes a shard_inputs event pair per shard) on a
-  ``sample`` dataset of ``--asset-shards`` shards; then ``dagster dev`` and the asset's
-  Partitions page in headless chromium (Playwright): seconds from navigation until the page
-  counts the 10,000 partitions, and until a name filter shows the last one.
+  in its own process with its peak memory (VmHWM): the ``shard_plan`` asset as a user
+  materializes it (cut the list into 10,000 shard files and the manifest, register the 10,000
+  dynamic partitions, report changed shards), loading the definitions; then ``dagster dev``
+  and the asset's Partitions page in headless chromium (Playwright): seconds from navigation
+  until the page counts the 10,000 partitions, and until a name filter shows the last one.
 - ``tiny``: 10,000 one-row shards of a dummy workload (each url is refused at once by
-  127.0.0.1:9, output format ``dummy``). A backfill of all 10,000 partitions is launched through
-  GraphQL and watched for ``--window`` seconds: the runs the daemon creates (expected
-  ceil(10,000 / shards_per_run)), the seconds until all are created, the partitions
-  materialized, and the daemon's memory (RSS) sampled every 2 s. Each figure is printed as
-  soon as it is measured.
+  127.0.0.1:9, output format ``dummy``), planned by the same asset. A backfill of all 10,000
+  partitions is launched through GraphQL and watched until every partition is materialized (or
+  ``--window`` seconds): the runs the daemon creates (expected ceil(10,000 / shards_per_run)),
+  the seconds until all are created, the partitions materialized, and the daemon's memory
+  (RSS) sampled every 2 s and printed once a minute. Then what the relaunch sensors read at
+  that size: the stale and the failed partitions of ``tiny/download``. Each figure is printed
+  as soon as it is measured.
 
     python benchmark/scale_10k.py                       # all of it
     python benchmark/scale_10k.py --skip-backfill       # plan, load, page only
@@ -49,23 +50,22 @@ import json, sys, time
 started = time.perf_counter()
 from pathlib import Path
 import dagster as dg
-from v2d_dagster.plan import cut_plan, save_plan
-from v2d_dagster.spec import load_datasets
 from v2d_dagster.factory import build_definitions
 from v2d_dagster.testing import plan_dataset
 phase, home, datasets, name = sys.argv[1:5]
-(dataset,) = [d for d in load_datasets(datasets) if d.name == name]
-if phase == "cut":  # planning: the url list cut into shard files and the manifest
-    plan = cut_plan(dataset.plan_job(), dataset.shard_input_dir)
-    save_plan(plan, dataset.shard_input_dir)
-    result = {"shards": len(plan.shards)}
-elif phase == "register":  # the shards as dynamic partitions of the instance
-    with dg.DagsterInstance.from_config(home) as instance:  # the ids a plan of that many shards has
-        keys = [f"{i:05d}" for i in range(int(sys.argv[5]))]
-        instance.add_dynamic_partitions(f"{name}_shards", keys)
-        result = {"partitions": len(instance.get_dynamic_partitions(f"{name}_shards"))}
-elif phase == "asset":  # the shard_plan asset: cut, register, one shard_inputs event pair per shard
+if phase == "asset":  # the shard_plan asset: cut, manifest, register the partitions
     result = {"partitions": len(plan_dataset(Path(home), Path(datasets), name))}
+elif phase == "relaunch":  # what the relaunch sensors read: every partition's stale / failed state
+    from v2d_dagster.relaunch import failed_partitions
+    from v2d_dagster.staleness import stale_partitions
+    defs = build_definitions(datasets)
+    key = dg.AssetKey([name, "download"])
+    with dg.DagsterInstance.from_config(home) as instance:
+        materialized = len(instance.get_materialized_partitions(key))
+        stale = stale_partitions(instance, defs.resolve_asset_graph(), key)
+        stale_s = time.perf_counter() - started
+        failed = failed_partitions(instance, key, dg.DynamicPartitionsDefinition(name=f"{name}_shards"))
+    result = {"materialized": materialized, "stale": len(stale), "failed": len(failed), "stale_s": stale_s}
 else:
     defs = build_definitions(datasets)
     result = {"assets": len(defs.resolve_asset_graph().get_all_asset_keys())}
@@ -96,10 +96,10 @@ def write_dataset(folder: Path, name: str, url_list: Path, download: dict[str, A
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec))
 
 
-def phase(name: str, home: Path, datasets: Path, dataset: str, shards: int = 0) -> dict[str, float]:
+def phase(name: str, home: Path, datasets: Path, dataset: str) -> dict[str, float]:
     """One measured phase in its own process: its seconds and peak memory."""
     done = subprocess.run(
-        [sys.executable, "-c", PHASE, name, str(home), str(datasets), dataset, str(shards)],
+        [sys.executable, "-c", PHASE, name, str(home), str(datasets), dataset],
         capture_output=True,
         text=True,
         check=False,
@@ -166,6 +166,18 @@ def backfill(
     materialized = 0
     while time.perf_counter() - started < timeout:
         samples.append((time.perf_counter() - started, daemon.memory_info().rss / 2**20))
+        if len(samples) % 30 == 1:  # about once a minute
+            print(
+                json.dumps(
+                    {
+                        "t_s": round(samples[-1][0]),
+                        "daemon_rss_mib": round(samples[-1][1], 1),
+                        "runs_created": len(records),
+                        "materialized": materialized,
+                    }
+                ),
+                flush=True,
+            )
         runs = dagster.backfill_runs(backfill_id)
         with dg.DagsterInstance.from_config(str(dagster.home)) as instance:
             records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
@@ -200,12 +212,8 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=1000)
     parser.add_argument("--tiny-shards", type=int, default=10_000)
     parser.add_argument("--shards-per-run", type=int, default=500)
-    parser.add_argument(
-        "--window", type=float, default=600, help="seconds to watch the backfill (it may go on after)"
-    )
-    parser.add_argument("--asset-shards", type=int, default=200, help="shards of the shard_plan asset sample")
+    parser.add_argument("--window", type=float, default=3600, help="seconds to watch the backfill at most")
     parser.add_argument("--skip-backfill", action="store_true")
-    parser.add_argument("--skip-plan", action="store_true", help="register the ids without cutting the list")
     parser.add_argument("--page-timeout", type=float, default=300)
     args = parser.parse_args()
 
@@ -233,24 +241,20 @@ def main() -> None:
                 "thread_count": 1,
                 "shards_per_run": args.shards_per_run,
                 "timeout": 1,
+                "retries": 0,  # a refused url fails at once, no backoff
             },
         )
-        sample = write_url_list(root / "urls_sample.parquet", args.asset_shards * args.per_shard)
-        write_dataset(datasets, "sample", sample, big_download)
 
         def record(key: str, value: Any) -> None:
+            if isinstance(value, dict):
+                value = {**value, "load_average_1min": round(psutil.getloadavg()[0], 1)}
             results[key] = value
             print(json.dumps({key: value}), flush=True)
 
         shards = math.ceil(args.rows / args.per_shard)
-        if not args.skip_plan:
-            record("plan_cut", phase("cut", home, datasets, "scale"))
-        record("plan_register", phase("register", home, datasets, "scale", shards))
+        record("shard_plan_asset", phase("asset", home, datasets, "scale"))
         record("load_definitions", phase("load", home, datasets, "scale"))
-        if not args.skip_plan:
-            record("shard_plan_asset_sample", phase("asset", home, datasets, "sample"))
-        record("tiny_cut", phase("cut", home, datasets, "tiny"))
-        record("tiny_register", phase("register", home, datasets, "tiny", args.tiny_shards))
+        record("tiny_shard_plan_asset", phase("asset", home, datasets, "tiny"))
         with LocalDagster(home, datasets) as dagster:
             if CHROMIUM:
                 page = partitions_page(dagster, root / "chromium", "scale", shards, args.page_timeout)
@@ -258,6 +262,7 @@ def main() -> None:
             if not args.skip_backfill:
                 partitions = [f"{i:05d}" for i in range(args.tiny_shards)]
                 record("backfill", backfill(dagster, "tiny", partitions, args.shards_per_run, args.window))
+                record("relaunch_sensors_read", phase("relaunch", home, datasets, "tiny"))
         record("load_average", list(psutil.getloadavg()))
 
 

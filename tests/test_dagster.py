@@ -111,10 +111,14 @@ def test_definitions_module_loads_the_shipped_datasets(monkeypatch: pytest.Monke
     assert sorted(sensor.name for sensor in module.defs.sensors) == [
         "example_automation",
         "example_download_relaunch_failed",
+        "example_download_relaunch_stale",
         "example_downsample_relaunch_failed",
+        "example_downsample_relaunch_stale",
         "example_optical_flow_relaunch_failed",
+        "example_optical_flow_relaunch_stale",
         "example_subset_automation",
         "example_subset_subset_relaunch_failed",
+        "example_subset_subset_relaunch_stale",
         "example_subset_url_list",
         "example_url_list",
     ]

@@ -176,3 +176,22 @@ def test_large_input_is_sharded_with_bounded_memory(tmp_path: Path, fmt: str) ->
     # 4096-row batches (parquet also holds one 10,000-row group).
     assert python_peak < 8e6, python_peak
     assert arrow_peak < 8e6, arrow_peak
+
+
+def test_a_shard_digest_follows_its_rows_not_how_they_were_read(tmp_path: Path) -> None:
+    urls = [f"https://example.com/{i}.mp4" for i in range(2500)]
+    captions = [None if i % 7 == 0 else f"caption {i}" for i in range(2500)]
+    table = pa.table({"url": urls, "text": captions})
+    digests = []
+    for name, row_group in (("a", 3), ("b", 1000), ("c", 4096)):  # batches cut each shard differently
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=row_group)
+        job = dataclasses.replace(_job(str(tmp_path / f"{name}.parquet")), input_format="parquet")
+        digests.append([spec.input_digest for spec in plan_shards(job, str(tmp_path / name))])
+    assert digests[0] == digests[1] == digests[2]
+    assert len(set(digests[0])) == 3  # 1000 + 1000 + 500 rows, each its own digest
+
+    captions[1500] = "changed"  # one row of the second shard
+    pq.write_table(pa.table({"url": urls, "text": captions}), tmp_path / "d.parquet")
+    job = dataclasses.replace(_job(str(tmp_path / "d.parquet")), input_format="parquet")
+    changed = [spec.input_digest for spec in plan_shards(job, str(tmp_path / "d"))]
+    assert [old == new for old, new in zip(digests[0], changed, strict=True)] == [True, False, True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -18,7 +19,8 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import runner
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
-from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, detect_cuts, scenes
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
 from v2d_core.subsamplers.probe import FFProbeSubsampler
 from v2d_core.subsamplers.settings import (
@@ -122,6 +124,32 @@ def test_cut_detection_finds_the_exact_cut_frames(media: dict[str, Path], tmp_pa
     assert cuts["cuts_original_fps"] == [[0, 50], [50, 100], [100, 150]]
     assert cuts["cuts_5"] == [[0, 50], [50, 100], [100, 150]]
     assert sample.metadata["clips"] == [[0.0, 2.0], [2.0, 4.0], [4.0, 6.0]]
+
+
+def test_cut_detection_answers_as_scenedetect_fed_frame_by_frame(tmp_path: Path) -> None:
+    """Frames are scored in batches of 256; the answers are ContentDetector's own, at every rate,
+    across a batch boundary (a cut at frame 256) and with moving scenes near the threshold."""
+    from scenedetect import ContentDetector
+    from scenedetect.common import FrameTimecode
+
+    video = make_scene_video(
+        tmp_path / "many.mp4",
+        [("testsrc2", 4.0), ("testsrc,scroll=horizontal=0.02", 6.24), ("smptebars,hue=H=t", 2.0)],
+        fps=FPS,
+    )
+    found = detect_cuts(video, CutDetectionArgs(framerates=(5,), threshold=12))
+    frames = list(
+        read_frames(video, width=80, height=60, timeout=30, what="t", interpolation="FAST_BILINEAR")
+    )
+    assert len(frames) == 306
+    for name, stride in (("cuts_original_fps", 1), ("cuts_5", 5)):
+        detector, cuts = ContentDetector(threshold=12, min_scene_len=15), []
+        for index, frame in enumerate(frames[::stride]):
+            cuts += [
+                cut.frame_num for cut in detector.process_frame(FrameTimecode(index * stride, 25.0), frame)
+            ]
+        assert found[name] == scenes(cuts, len(frames), "all")
+    assert [start for start, _ in found["cuts_original_fps"]][:3] == [0, 100, 256]
 
 
 def test_cut_detection_longest_mode_keeps_one_scene(media: dict[str, Path], tmp_path: Path) -> None:
@@ -374,6 +402,54 @@ def test_optical_flow_is_near_zero_when_still_and_large_when_moving(
     assert moving.streams["optical_flow"].suffix == ".npy" and moving.streams["video"] == media["moving"]
 
 
+@pytest.mark.parametrize(("short_side", "expected"), [(60, 4.0), (30, 2.0)])
+def test_optical_flow_is_in_pixels_of_the_analysis_frames(
+    media: dict[str, Path], tmp_path: Path, short_side: int, expected: float
+) -> None:
+    # The whole 160x120 picture scrolls sideways 1.6 px a frame; at 5 fps that is 8 source px per
+    # pair, which video2dataset 1.3.0's cv2 detector reports in pixels of the resized frames.
+    flow = OpticalFlowSubsampler(OpticalFlowArgs(fps=5, downsample_size=short_side, dtype="fp32"))
+    (sample,) = flow(video_sample(media["moving"]), tmp_path)
+    array = np.load(sample.streams["optical_flow"])
+    assert array.shape == (4, short_side, short_side * 4 // 3, 2)
+    assert abs(np.median(array[..., 0])) == pytest.approx(expected, rel=0.1)
+    assert abs(np.median(array[..., 1])) < 0.1
+
+
+def flow_as_video2dataset_1_3_0(path: Path, stride: int, size: tuple[int, int]) -> float:
+    """1.3.0's cv2 pipeline: every ``stride``-th frame as RGB, resized with Lanczos, made grey
+    with OpenCV's BGR weights, Farneback at OpenCV's usual values; the mean flow magnitude."""
+    import cv2
+
+    capture, frames, index = cv2.VideoCapture(str(path)), [], 0
+    while (read := capture.read())[0]:
+        if index % stride == 0:
+            rgb = cv2.resize(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_LANCZOS4)
+            frames.append(cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_BGR2GRAY))
+        index += 1
+    capture.release()
+    flows = [
+        cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]
+        for a, b in pairwise(frames)
+    ]
+    return float(np.mean([np.linalg.norm(flow, axis=-1).mean() for flow in flows]))
+
+
+def test_optical_flow_values_match_video2dataset_1_3_0_within_10_percent(tmp_path: Path) -> None:
+    video = make_scene_video(
+        tmp_path / "two.mp4",
+        [("testsrc,scroll=horizontal=0.01", 2.0), ("smptehdbars,scroll=vertical=0.02", 2.0)],
+        width=320,
+        height=180,
+        fps=30,
+        audio=False,
+    )
+    flow = OpticalFlowSubsampler(OpticalFlowArgs(fps=2, downsample_size=16))
+    (sample,) = flow(video_sample(video), tmp_path)
+    expected = flow_as_video2dataset_1_3_0(video, stride=15, size=(28, 16))
+    assert sample.metadata["mean_optical_flow_magnitude"] == pytest.approx(expected, rel=0.1)
+
+
 def test_optical_flow_default_dtype_is_fp16(media: dict[str, Path], tmp_path: Path) -> None:
     (sample,) = OpticalFlowSubsampler(OpticalFlowArgs(downsample_size=16))(
         video_sample(media["moving"]), tmp_path
@@ -421,13 +497,27 @@ def test_a_slow_ffmpeg_is_killed_at_its_timeout(media: dict[str, Path], tmp_path
     output = ffmpeg.input(str(media["scenes"])).output(str(tmp_path / "x.mp4"))
     with pytest.raises(SubsampleTimeoutError, match="longer than"):
         runner.run([output], timeout=0.001, what="test")
-    frames = runner.read_frames(media["scenes"], width=16, height=12, timeout=0.001, what="reading")
+    frames = read_frames(media["scenes"], width=16, height=12, timeout=0.001, what="reading")
     with pytest.raises(SubsampleTimeoutError):
         list(frames)
 
 
-def test_frames_are_read_at_the_asked_size_and_rate(media: dict[str, Path]) -> None:
-    frames = list(
-        runner.read_frames(media["scenes"], width=16, height=12, fps=Fraction(5), timeout=30, what="t")
+def test_a_damaged_stretch_of_video_loses_frames_not_the_analysis(tmp_path: Path) -> None:
+    source = make_scene_video(tmp_path / "whole.mp4", [("testsrc2", 2.0), ("smptebars", 2.0)], audio=False)
+    data = bytearray(source.read_bytes())
+    for fraction in (0.3, 0.6):  # garbage over two stretches of coded frames
+        start = int(len(data) * fraction)
+        data[start : start + 3000] = bytes(index * 37 % 256 for index in range(3000))
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    frames = list(read_frames(damaged, width=16, height=12, timeout=30, what="t"))
+    assert 50 <= len(frames) < 100
+    (sample,) = CutDetectionSubsampler(CutDetectionArgs(), cuts_are_clips=False)(
+        video_sample(damaged), tmp_path
     )
+    assert sample.metadata["cuts"]["cuts_original_fps"][0][0] == 0
+
+
+def test_frames_are_read_at_the_asked_size_and_rate(media: dict[str, Path]) -> None:
+    frames = list(read_frames(media["scenes"], width=16, height=12, fps=Fraction(5), timeout=30, what="t"))
     assert len(frames) == 30 and frames[0].shape == (12, 16, 3) and frames[0].dtype == np.uint8

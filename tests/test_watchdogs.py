@@ -13,12 +13,13 @@ import pytest
 from tests.helpers import stats, status_rows, write_csv
 from v2d_core import video2dataset
 from v2d_core.config import DEFAULT_MAX_PIXELS, ReadingConfig
-from v2d_core.errors import FetchTimeoutError, SubsampleTimeoutError, TooLongError, V2DError
+from v2d_core.errors import FetchTimeoutError, FFmpegError, SubsampleTimeoutError, TooLongError, V2DError
 from v2d_core.fetch import Fetcher, YtDlpFetcher, make_fetcher
 from v2d_core.fetch.audio import extract_audio
 from v2d_core.fetch.media_check import check_media
 from v2d_core.media_input import ffmpeg_input
 from v2d_core.subsamplers import runner
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.testing.server import MediaServer
 
 VIDEO = "video_0000.mp4"
@@ -125,9 +126,6 @@ HUNG: dict[str, Callable[[Path, Path], object]] = {
     "transcode": lambda path, out: runner.run(
         [ffmpeg_input(path).output(str(out / "o.mp4"))], timeout=1, what="transcoding"
     ),
-    "read_frames": lambda path, _: list(
-        runner.read_frames(path, width=16, height=12, timeout=1, what="reading")
-    ),
     "extract_audio": lambda path, out: extract_audio(path, "m4a", out, timeout=1),
 }
 
@@ -141,6 +139,11 @@ def test_a_hung_ffmpeg_is_killed_at_its_timeout(
         call(fifo, tmp_path)
     assert time.monotonic() - started < 15
     assert ffmpeg_processes_reading(fifo) == []
+
+
+def test_the_analysis_decode_refuses_a_named_pipe_instead_of_blocking(fifo: Path) -> None:
+    with pytest.raises(FFmpegError, match="not a regular file"):
+        list(read_frames(fifo, width=16, height=12, timeout=1, what="reading"))
 
 
 def test_checking_a_download_has_a_time_limit(media_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """Build each dataset's assets from its spec: ``shard_plan`` then one shard-partitioned asset per stage,
 the dataset's sensors and schedules (:mod:`v2d_dagster.automation`), a sensor per stage that
-relaunches its failed shards (:mod:`v2d_dagster.relaunch`), and one job per stage
+relaunches its failed shards and one its stale shards (:mod:`v2d_dagster.relaunch`), and one job per stage
 (``{dataset}_{stage}``) that runs a range of shards in one run from the command line (Slurm).
 
 Adding a stage is one module under ``assets/`` with a builder taking ``(dataset, partitions)``
@@ -22,7 +22,7 @@ from v2d_dagster.assets.shard_stage import stage_key
 from v2d_dagster.assets.subset import build_subset
 from v2d_dagster.automation import build_automation
 from v2d_dagster.executor import select_executor
-from v2d_dagster.relaunch import build_relaunch_sensor
+from v2d_dagster.relaunch import build_relaunch_sensors
 from v2d_dagster.spec import DatasetSpec, load_datasets
 
 StageBuilder = Callable[[DatasetSpec, dg.PartitionsDefinition], dg.AssetsDefinition]
@@ -70,7 +70,11 @@ def build_dataset_definitions(dataset: DatasetSpec) -> dg.Definitions:
         sensors, schedules = build_automation(dataset)
     except dg.DagsterInvalidDefinitionError as error:  # a bad cron string, say
         raise ConfigError(f"{dataset.source_file}: {error}") from None
-    relaunch = [build_relaunch_sensor(dataset, stage, shard_partitions(dataset)) for stage in dataset.stages]
+    relaunch = [
+        sensor
+        for stage in dataset.stages
+        for sensor in build_relaunch_sensors(dataset, stage, shard_partitions(dataset))
+    ]
     return dg.Definitions(
         assets=build_dataset_assets(dataset),
         sensors=[*sensors, *relaunch],

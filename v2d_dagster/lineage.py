@@ -8,7 +8,8 @@ them. Instead a stage logs one :class:`dagster.AssetMaterialization` per shard w
 - ``dagster/code_version``: the stage's code version;
 - ``dagster/input_data_version/<upstream>`` and ``dagster/input_event_pointer/<upstream>``: the
   upstream partition's latest data version and the storage id of the event that carried it
-  (for ``shard_inputs``, the plan's observation of that shard; for a stage, its materialization).
+  (for ``shard_inputs``, the latest observation of that shard: the plan's when it changed the
+  shard's rows, else the one the first stage to read it made; for a stage, its materialization).
 
 These are the tags Dagster's staleness resolver reads: after a clean backfill no shard is stale,
 and a shard is stale when its own upstream shard changes.
@@ -33,6 +34,7 @@ from dagster._core.definitions.data_version import (
 )
 
 from v2d_core.storage import fresh_fs
+from v2d_dagster.plan import PlannedShard, read_plan
 
 BACKFILL_TAG = "dagster/backfill"
 DIGEST_BLOCK = 1 << 20
@@ -81,3 +83,45 @@ def shard_materialization(
     if backfill := context.run.tags.get(BACKFILL_TAG):
         tags[BACKFILL_TAG] = backfill
     return dg.AssetMaterialization(asset_key=key, partition=partition, metadata=dict(metadata), tags=tags)
+
+
+def shard_input_events(
+    key: dg.AssetKey, partition: str, shard: PlannedShard
+) -> tuple[dg.AssetMaterialization, dg.AssetObservation]:
+    """A change of ``shard_inputs``' ``partition``: an update for automation (the materialization)
+    and the new version for staleness (the observation)."""
+    observation = shard_input_observation(key, partition, shard)
+    materialization = dg.AssetMaterialization(
+        asset_key=key, partition=partition, tags=observation.tags, metadata=observation.metadata
+    )
+    return materialization, observation
+
+
+def shard_input_observation(key: dg.AssetKey, partition: str, shard: PlannedShard) -> dg.AssetObservation:
+    """``shard_inputs``' ``partition`` at the plan's version of it."""
+    return dg.AssetObservation(
+        asset_key=key,
+        partition=partition,
+        tags={DATA_VERSION_TAG: shard.digest},
+        metadata={"rows": shard.row_count},
+    )
+
+
+def observe_first_inputs(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, shard_dir: str, partitions: list[str]
+) -> None:
+    """Observe the plan's version of each of ``partitions`` that ``key`` has no version of yet.
+
+    The plan reports only registered shards whose rows changed; a new shard's version is
+    observed here, by the first stage that reads it, so that the stage's materialization points
+    at it (module doc).
+    """
+    observed = context.instance.event_log_storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_OBSERVATION, set(partitions)
+    )
+    first = [partition for partition in partitions if partition not in observed]
+    if not first:
+        return
+    plan = read_plan(shard_dir)
+    for partition in first:
+        context.log_event(shard_input_observation(key, partition, plan.shards[partition]))

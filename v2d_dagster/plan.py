@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from v2d_core.errors import InputError
-from v2d_core.inputs.sharding import ShardSpec, plan_shards, read_shard_input, shard_input_path, tar_shards
+from v2d_core.inputs.sharding import ShardSpec, plan_shards, shard_input_path, tar_shards
 from v2d_core.inputs.url_lists import input_files
 from v2d_core.job import JobConfig
 from v2d_core.shards import ShardLayout
@@ -82,7 +82,7 @@ def cut_plan(job: JobConfig, shard_dir: str) -> ShardPlan:
         shards[job.shard_name(spec.shard_id)] = PlannedShard(
             shard_id=spec.shard_id,
             row_count=spec.row_count,
-            digest=_file_digest(spec.input_path) if tars else _rows_digest(spec),
+            digest=_file_digest(spec.input_path) if tars else str(spec.input_digest),
             input_path=spec.input_path if tars else None,
         )
     return ShardPlan(shards=shards)
@@ -153,12 +153,3 @@ def _as_json(shard: PlannedShard) -> dict[str, int | str | None]:
     if shard.input_path is not None:
         value["input_path"] = shard.input_path
     return value
-
-
-def _rows_digest(spec: ShardSpec) -> str:
-    """A digest of a shard's rows and schema (not of the file's bytes, which vary with buffer slicing)."""
-    table = read_shard_input(spec)
-    digest = hashlib.sha256(table.schema.to_string().encode())
-    for row in table.to_pylist():
-        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]

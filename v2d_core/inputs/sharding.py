@@ -8,6 +8,7 @@ webdataset is already sharded: each tar is a shard, named by its id.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import posixpath
@@ -40,6 +41,7 @@ class ShardSpec:
     input_path: str
     row_count: int
     temporary_input: bool = False  # a run's own copy of the rows: deleted once the shard is committed
+    input_digest: str | None = None  # of the rows, as plan_shards wrote them; None for an input tar
 
 
 def plan_shards(job: JobConfig, shard_dir: str, skip: Container[int] = frozenset()) -> Iterator[ShardSpec]:
@@ -134,22 +136,34 @@ def shard_input_path(job: JobConfig, shard_dir: str, shard_id: int) -> str:
 
 
 def _write_shard(job: JobConfig, shard_dir: str, shard_id: int, table: pa.Table) -> ShardSpec:
-    """Write ``table`` as an Arrow IPC file atomically: a temporary name, then rename."""
+    """Write ``table`` as an Arrow IPC file atomically (a temporary name, then rename), with its digest."""
+    data = _canonical_ipc(table)
     path = shard_input_path(job, shard_dir, shard_id)
     fs, fs_path = fresh_fs(path)
     fs.makedirs(posixpath.dirname(fs_path), exist_ok=True)
     _owner_only(fs, posixpath.dirname(fs_path), 0o700)
     tmp = f"{fs_path}.{uuid.uuid4().hex}.tmp"
     try:
-        with fs.open(tmp, "wb") as handle, pa.ipc.new_file(handle, table.schema) as writer:
-            writer.write_table(table)
+        with fs.open(tmp, "wb") as handle:
+            handle.write(data)
         _owner_only(fs, tmp, 0o600)
         fs.mv(tmp, fs_path)
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)
         raise
-    return ShardSpec(shard_id=shard_id, input_path=path, row_count=table.num_rows)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return ShardSpec(shard_id=shard_id, input_path=path, row_count=table.num_rows, input_digest=digest)
+
+
+def _canonical_ipc(table: pa.Table) -> pa.Buffer:
+    """``table`` as an Arrow IPC file whose bytes depend only on its rows and schema: a copy into
+    fresh buffers first, since a slice of a read batch keeps the bytes around it."""
+    fresh = table.take(pa.array(range(table.num_rows), pa.int64())).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, fresh.schema) as writer:
+        writer.write_table(fresh)
+    return sink.getvalue()
 
 
 def _owner_only(fs: AbstractFileSystem, path: str, mode: int) -> None:

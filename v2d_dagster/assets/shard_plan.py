@@ -1,20 +1,26 @@
 """``{dataset}/shard_plan``: read the url list once, write each shard's input rows, register partitions.
 
-The plan also reports ``{dataset}/shard_inputs``, an external asset partitioned like the
-stages, for each shard it writes or changes: the shard's data version is the digest of its
-input rows. A stage's shard becomes stale when its own rows change, not when rows are
-appended to other shards. For an input webdataset the plan lists its tars instead: each tar
-is a partition, ``shard_inputs`` is the tars, and a tar's version is a digest of its size and
-modification time.
+``{dataset}/shard_inputs`` is an external asset partitioned like the stages: a shard's data
+version is the digest of its input rows. A stage's shard becomes stale when its own rows
+change, not when rows are appended to other shards. For an input webdataset the plan lists
+its tars instead: each tar is a partition, ``shard_inputs`` is the tars, and a tar's version
+is a digest of its size and modification time.
 
-Each shard is reported twice, because Dagster (1.13) reads an external asset's partitions
-from two kinds of event: automation conditions count a partition as present and updated by
-its materializations, staleness compares the data versions of its observations.
+The plan reports ``shard_inputs`` only for registered shards whose rows changed, so a plan
+of 10,000 new shards writes no per-shard event (Dagster stores events one at a time). A new
+shard's version is reported by the first stage that reads it
+(:func:`~v2d_dagster.lineage.observe_first_inputs`), before that stage's materialization
+points at it; the new partition itself is what the stages' automation picks up.
+
+A change is reported twice, because Dagster (1.13) reads an external asset's partitions
+from two kinds of event: automation conditions count a partition as updated by its
+materializations, staleness compares the data versions of its observations.
 """
 
 import dagster as dg
 
 from v2d_core.redact import redact_text
+from v2d_dagster.lineage import shard_input_events
 from v2d_dagster.plan import cut_plan, read_plan, save_plan
 from v2d_dagster.spec import DatasetSpec, plan_version
 
@@ -66,16 +72,13 @@ def build_shard_plan(dataset: DatasetSpec, partitions: dg.DynamicPartitionsDefin
         before = read_plan(shard_dir, missing_ok=True)
         plan = cut_plan(job, shard_dir)
         known = set(context.instance.get_dynamic_partitions(partitions.name))
+        changed = sorted(k for k in known & plan.shards.keys() if before.shards.get(k) != plan.shards[k])
+        for key in changed:
+            for event in shard_input_events(inputs_key, key, plan.shards[key]):
+                context.log_event(event)
+        save_plan(plan, shard_dir)  # after the changes: a crash before it reports them again next time
         new = sorted(key for key in plan.shards if key not in known)
-        context.instance.add_dynamic_partitions(partitions.name, new)
-        changed = sorted(key for key, shard in plan.shards.items() if before.shards.get(key) != shard)
-        # New to this instance too: its history may be younger than the files on disk.
-        for key in sorted(set(changed) | set(new)):
-            version = {"dagster/data_version": plan.shards[key].digest}
-            rows = {"rows": plan.shards[key].row_count}
-            for event in (dg.AssetMaterialization, dg.AssetObservation):
-                context.log_event(event(asset_key=inputs_key, partition=key, tags=version, metadata=rows))
-        save_plan(plan, shard_dir)  # last: a crash before it re-reports the same shards next time
+        context.instance.add_dynamic_partitions(partitions.name, new)  # last: the plan names them
         orphans = sorted(known - set(plan.shards))
         if orphans:
             context.log.warning(f"partitions no longer in the plan (kept for their history): {orphans[:20]}")

@@ -40,7 +40,7 @@ from v2d_core.shards import ShardLayout, ShardStats
 from v2d_core.shards.entry import run_shard
 from v2d_dagster.assets.shard_plan import shard_inputs_key
 from v2d_dagster.k8s import k8s_config_tags
-from v2d_dagster.lineage import shard_materialization
+from v2d_dagster.lineage import observe_first_inputs, shard_materialization
 from v2d_dagster.metadata import environment_metadata, shard_metadata
 from v2d_dagster.plan import read_plan, upstream_tar_specs
 from v2d_dagster.run_tags import tag_run
@@ -101,6 +101,15 @@ class ShardRunConfig(dg.Config):
         return dataclasses.replace(job, config=dataclasses.replace(job.config, distribution=distribution))
 
 
+def stage_automation(inputs: dg.AssetKey) -> dg.AutomationCondition:
+    """Eager once the upstream blocking checks pass. A new shard's ``shard_inputs`` has no event
+    until a stage reads it (:func:`~v2d_dagster.lineage.observe_first_inputs`): it is never
+    "missing", and the new partition itself (newly missing) is what requests it."""
+    present = dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets(inputs))
+    eager = dg.AutomationCondition.eager().replace("any_deps_missing", present)
+    return (eager & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(AUTOMATION_LABEL)
+
+
 def stage_key(dataset: DatasetSpec, stage: str) -> dg.AssetKey:
     return dg.AssetKey([dataset.name, stage])
 
@@ -159,9 +168,7 @@ def build_shard_stage(
         skippable=True,
         # Runs only while the dataset's automation sensor runs (``automation: true``); waits for the
         # upstream shard's blocking checks.
-        automation_condition=(
-            dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-        ).with_label(AUTOMATION_LABEL),
+        automation_condition=stage_automation(shard_inputs_key(dataset)),
     )
     single_run = settings.backfill == "single_run"
     downstream = {
@@ -191,6 +198,8 @@ def build_shard_stage(
         if key not in context.selected_asset_keys:  # the checks alone, on the shards as they are
             yield from evaluate_checks(context, key, specs, run_job, settings.min_success_rate)
             return
+        if upstream_is_external:
+            observe_first_inputs(context, upstream, dataset.shard_input_dir, list(specs))
         outcome = run_stage(context, specs, run_job)
         if not outcome.failures and downstream & context.job_def.asset_layer.selected_asset_keys:
             # A stage downstream runs in this run and waits for this step's output; Dagster then also
