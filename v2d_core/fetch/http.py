@@ -113,8 +113,12 @@ class HttpFetcher(Fetcher):
         while True:
             try:
                 with polite(url, self._limits, deadline):
-                    limit = min(BODY_DEADLINE_FACTOR * self._reading.timeout, deadline - time.monotonic())
-                    return self._attempt(url, target, limit)
+                    limit = BODY_DEADLINE_FACTOR * self._reading.timeout
+                    if deadline - time.monotonic() < limit:  # the cut falls at the fetch's deadline
+                        return self._attempt(
+                            url, target, deadline - time.monotonic(), self._reading.fetch_deadline
+                        )
+                    return self._attempt(url, target, limit, limit)
             except FetchError as error:
                 asked = error.retry_after if isinstance(error, HTTPStatusError) else None
                 if asked is not None:  # the server asked every client to wait, not only this thread
@@ -129,18 +133,21 @@ class HttpFetcher(Fetcher):
             time.sleep(pause)
             attempt += 1
 
-    def _attempt(self, url: str, target: Path, seconds: float) -> _Body:
-        """One attempt, its sockets cut after ``seconds``: a cut attempt is a timeout, whatever it raised."""
+    def _attempt(self, url: str, target: Path, seconds: float, shown: float) -> _Body:
+        """One attempt, its sockets cut after ``seconds``: a cut attempt is a timeout, whatever it raised.
+
+        ``shown`` is what the message names: the attempt's limit, or ``fetch_deadline`` when it cuts.
+        """
         with FetchGuard(self._policy, seconds) as guard, guarded_session(guard) as session:
             session.proxies.update(self._proxies)
             try:
                 body = self._download_once(session, url, target)
             except FetchError:
                 if guard.expired:
-                    raise FetchTimeoutError(f"{url} not complete after {seconds:.3g}s") from None
+                    raise FetchTimeoutError(f"{url} not complete after {shown:.3g}s") from None
                 raise
             if guard.expired:
-                raise FetchTimeoutError(f"{url} not complete after {seconds:.3g}s")
+                raise FetchTimeoutError(f"{url} not complete after {shown:.3g}s")
             return body
 
     def _download_once(self, session: requests.Session, url: str, target: Path) -> _Body:
