@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from v2d_core.testing.server import MediaServer
 # Every test server listens on 127.0.0.1, which the address guard refuses by default; the
 # guard's own tests turn it back on explicitly (allow_private_networks=False).
 os.environ["V2D_ALLOW_PRIVATE_NETWORKS"] = "1"
+
+# A suite started as a background job inherits SIGINT ignored, and so would every command it
+# starts: Ctrl-C tests need the disposition a terminal gives (a Python handler here resets to
+# the default in each child).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
