@@ -114,10 +114,9 @@ class HttpFetcher(Fetcher):
             try:
                 with polite(url, self._limits, deadline):
                     limit = BODY_DEADLINE_FACTOR * self._reading.timeout
-                    if deadline - time.monotonic() < limit:  # the cut falls at the fetch's deadline
-                        return self._attempt(
-                            url, target, deadline - time.monotonic(), self._reading.fetch_deadline
-                        )
+                    remaining = deadline - time.monotonic()
+                    if remaining < limit:  # the cut falls at the fetch's deadline
+                        return self._attempt(url, target, remaining, self._reading.fetch_deadline)
                     return self._attempt(url, target, limit, limit)
             except FetchError as error:
                 asked = error.retry_after if isinstance(error, HTTPStatusError) else None
