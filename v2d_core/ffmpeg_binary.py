@@ -125,9 +125,12 @@ def _read_cache() -> dict[str, dict]:
 
 
 def _write_cache(identity: str, entry: dict) -> None:
-    """Add ``entry`` (best effort: a read-only home only means probing again next time)."""
+    """Add ``entry``, replacing what an older file at the same path reported (best effort: a
+    read-only home only means probing again next time)."""
     cache = probe_cache_file()
-    entries = _read_cache() | {identity: entry}
+    path = identity.rsplit(":", 4)[0]
+    entries = {key: value for key, value in _read_cache().items() if key.rsplit(":", 4)[0] != path}
+    entries[identity] = entry
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=cache.parent, delete=False, suffix=".tmp") as handle:
