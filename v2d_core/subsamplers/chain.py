@@ -13,6 +13,11 @@ chain of at most five steps::
                                 (per batch of nearby clips): one decode, one encode per output
     OpticalFlowSubsampler    -> streams["optical_flow"] (.npy) + flow magnitudes
 
+With both cut detection and optical flow, one decode of the source serves both:
+:class:`~v2d_core.subsamplers.cuts_and_flow.CutsAndFlowSubsampler` takes the place of the last
+three steps when the source can stand in for the transcoded video in flow (no resize, no
+keyframe or first-frame sampling).
+
 Clipping is on, as in video2dataset 1.3.0, when a clip column is given, when
 captions are subtitles, or when cuts are clips. :func:`output_encode_formats` gives the
 extension each output modality is written with.
@@ -27,6 +32,7 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
 from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler
+from v2d_core.subsamplers.cuts_and_flow import CutsAndFlowSubsampler, stands_in
 from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
 from v2d_core.subsamplers.probe import FFProbeSubsampler
 from v2d_core.subsamplers.settings import ClippingArgs, FFProbeArgs, OpticalFlowArgs, SubsamplingConfig
@@ -68,25 +74,26 @@ def build_subsamplers(job: JobConfig) -> list[Subsampler]:
     config = job.config.subsampling
     clipping = _clipping(job, config)
     chain = _analysis(job, config, clipping)
+    transcode = None
     if any(args is not None for args in (config.resolution, config.frame, config.audio_rate, clipping)):
-        chain.append(
-            TranscodeSubsampler(
-                resolution=config.resolution,
-                frame=config.frame,
-                audio_rate=config.audio_rate,
-                clipping=clipping,
-                encode_formats=job.encode_formats,
-                captions_are_subtitles=job.config.storage.captions_are_subtitles,
-                max_pixels=job.config.reading.max_pixels,
-            )
+        transcode = TranscodeSubsampler(
+            resolution=config.resolution,
+            frame=config.frame,
+            audio_rate=config.audio_rate,
+            clipping=clipping,
+            encode_formats=job.encode_formats,
+            captions_are_subtitles=job.config.storage.captions_are_subtitles,
+            max_pixels=job.config.reading.max_pixels,
         )
+    flow = None
     if config.optical_flow is not None or job.stage == "optical_flow":
-        chain.append(
-            OpticalFlowSubsampler(
-                config.optical_flow or OpticalFlowArgs(), max_pixels=job.config.reading.max_pixels
-            )
+        flow = OpticalFlowSubsampler(
+            config.optical_flow or OpticalFlowArgs(), max_pixels=job.config.reading.max_pixels
         )
-    return chain
+    cuts = chain[-1] if chain and isinstance(chain[-1], CutDetectionSubsampler) else None
+    if flow is not None and cuts is not None and cuts.args is not None and stands_in(transcode):
+        return [*chain[:-1], CutsAndFlowSubsampler(cuts, transcode, flow)]
+    return chain + [step for step in (transcode, flow) if step is not None]
 
 
 def output_encode_formats(job: JobConfig) -> dict[str, str]:

@@ -8,6 +8,7 @@ With ``cuts_are_clips`` the scenes become ``metadata["clips"]`` in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice, pairwise
 from pathlib import Path
@@ -19,8 +20,8 @@ from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
-from v2d_core.subsamplers.frames import read_frames
-from v2d_core.subsamplers.media import media_info
+from v2d_core.subsamplers.frames import FrameRequest, read_frames
+from v2d_core.subsamplers.media import MediaInfo, media_info
 from v2d_core.subsamplers.settings import CutDetectionArgs
 
 if TYPE_CHECKING:
@@ -70,8 +71,25 @@ def scenes(cuts: list[int], frame_count: int, mode: str) -> list[list[int]]:
     return found
 
 
-def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
-    """Run the detector(s) over ``path`` once and return video2dataset's ``cuts`` mapping."""
+def frame_request(info: MediaInfo) -> FrameRequest:
+    """The frames cut detection scores: every frame, downscaled by an integer factor."""
+    factor = max(1, info.width // ANALYSIS_WIDTH)
+    # scaled as scenedetect's own downscale does it (OpenCV's INTER_LINEAR: a few source pixels each)
+    width, height = max(1, info.width // factor), max(1, info.height // factor)
+    return FrameRequest(width=width, height=height, interpolation="FAST_BILINEAR")
+
+
+def detect_cuts(
+    path: Path,
+    args: CutDetectionArgs,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    frames: Iterator[np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Run the detector(s) over ``path`` once and return video2dataset's ``cuts`` mapping.
+
+    ``frames``: the video's frames as :func:`frame_request` asks, from a decode shared with other
+    analyses (default: decoded here)."""
     info = media_info(path, "video")
     if not info.has_video or not info.fps:
         raise SubsampleError("cut detection needs a video stream with a frame rate")
@@ -79,18 +97,10 @@ def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MA
     tracks = {"cuts_original_fps": _track(args, 1)}
     for rate in args.framerates or ():
         tracks[f"cuts_{rate}"] = _track(args, max(int(fps // rate) - 1, 0) + 1)
-    factor = max(1, info.width // ANALYSIS_WIDTH)
-    width, height = max(1, info.width // factor), max(1, info.height // factor)
-    # scaled as scenedetect's own downscale does it (OpenCV's INTER_LINEAR: a few source pixels each)
-    frames = read_frames(
-        path,
-        width=width,
-        height=height,
-        timeout=args.timeout,
-        what="cut detection",
-        interpolation="FAST_BILINEAR",
-        max_pixels=max_pixels,
-    )
+    if frames is None:
+        frames = read_frames(
+            path, frame_request(info), timeout=args.timeout, what="cut detection", max_pixels=max_pixels
+        )
     count = 0
     while batch := tuple(islice(frames, BATCH_FRAMES)):
         hsv = _hsv(batch)

@@ -1,21 +1,24 @@
-"""The analysis decode: a video's frames at the size and rate an analysis needs, as numpy arrays.
+"""The analysis decode: a video's frames at the size and rate each analysis needs, as numpy arrays.
 
-Decoded in this process by FFmpeg's libraries (PyAV): one decoder thread, frames dropped to
-``fps`` before any conversion, each kept frame scaled and converted by one cached swscale
-context. Measured on 10 s 640x360 30 fps H.264 (CPU seconds per video, ffmpeg 9 / PyAV 18):
-a full decode costs 0.046 here against 0.072 through an ``ffmpeg`` process (its start and
-its per-frame pipeline); frames for cut detection (64x36 BGR, every frame) 0.054 against
-0.081-0.098; for optical flow (28x16 gray at 2 fps) 0.043 against 0.067.
+Decoded in this process by FFmpeg's libraries (PyAV), once for every analysis of a sample:
+one decoder thread; each analysis states its size, pixel format, rate and interpolation in a
+:class:`FrameRequest`, and a decoded frame is converted only for the requests whose rate takes
+it, by that request's own cached swscale context. Measured on 10 s 640x360 30 fps H.264 (CPU
+seconds per video, ffmpeg 9 / PyAV 18): a full decode costs 0.046 here against 0.072 through an
+``ffmpeg`` process (its start and its per-frame pipeline); frames for cut detection (64x36 BGR,
+every frame) 0.054 against 0.081-0.098; for optical flow (28x16 gray at 2 fps) 0.043 against 0.067.
 
 Only regular files are opened (a named pipe would block the worker); the time limit is checked
-between frames; frames over ``max_pixels`` are refused by the decoder.
+between frames; frames over ``max_pixels`` are refused by the decoder; a packet the decoder
+rejects is skipped.
 """
 
 from __future__ import annotations
 
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -27,43 +30,75 @@ from v2d_core.errors import FFmpegError, SubsampleTimeoutError
 from v2d_core.media_input import open_media
 
 
-def read_frames(
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FrameRequest:
+    """The frames one analysis takes: ``height`` x ``width`` uint8 arrays in ``pix_fmt`` (``bgr24``,
+    ``rgb24`` or ``gray``) scaled with swscale's ``interpolation``; with ``fps``, only the first frame
+    at or after each tick of ``1 / fps`` seconds (every frame when None)."""
+
+    width: int
+    height: int
+    pix_fmt: str = "bgr24"
+    fps: float | None = None
+    interpolation: str = "AREA"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisFrame:
+    """A frame for request number ``request``; ``time`` in seconds from the video's first frame
+    (None when the stream gives no timestamp)."""
+
+    request: int
+    time: float | None
+    array: np.ndarray
+
+
+def decode_frames(
     path: Path,
+    requests: Sequence[FrameRequest],
     *,
-    width: int,
-    height: int,
-    pix_fmt: str = "bgr24",
-    fps: float | None = None,
     timeout: float,
     what: str,
-    interpolation: str = "AREA",
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[np.ndarray]:
-    """Yield ``path``'s first video stream as ``height`` x ``width`` uint8 arrays in ``pix_fmt``
-    (``bgr24``, ``rgb24`` or ``gray``), scaled with swscale's ``interpolation``; with ``fps``, only
-    the first frame at or after each tick of ``1 / fps`` seconds (every frame when None).
+) -> Iterator[AnalysisFrame]:
+    """One decode of ``path``'s first video stream serving every request, in decode order.
 
-    The whole iteration, consumer's time included, is limited to ``timeout`` seconds.
+    The whole iteration, consumers' time included, is limited to ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     _check_regular_file(path, what)
-    reformatter = VideoReformatter()
-    method = Interpolation[interpolation]
     try:
         with open_media(path, max_pixels=max_pixels) as container:
             if not container.streams.video:
                 raise FFmpegError(f"{what} failed: the file has no video stream")
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1  # the pool's other processes keep every core busy
-            ticks = _Ticks(fps, stream)
+            consumers = [_Consumer(request, stream) for request in requests]
+            start: float | None = None
             for frame in _decoded(container, stream):
                 if time.monotonic() > deadline:
                     raise SubsampleTimeoutError(f"{what} took longer than {timeout:g}s")
-                if ticks.keep(frame):
-                    small = reformatter.reformat(frame, width, height, pix_fmt, interpolation=method)
-                    yield small.to_ndarray()
+                if start is None:
+                    start = frame.time
+                at = frame.time - start if frame.time is not None and start is not None else None
+                for index, consumer in enumerate(consumers):
+                    if consumer.ticks.keep(frame):
+                        yield AnalysisFrame(index, at, consumer.convert(frame))
     except (av.FFmpegError, OSError, ValueError) as error:
         raise FFmpegError(f"{what} failed: {error}") from None
+
+
+def read_frames(
+    path: Path,
+    request: FrameRequest,
+    *,
+    timeout: float,
+    what: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[np.ndarray]:
+    """The arrays of one request alone (:func:`decode_frames` with a single consumer)."""
+    for frame in decode_frames(path, [request], timeout=timeout, what=what, max_pixels=max_pixels):
+        yield frame.array
 
 
 def _decoded(
@@ -85,6 +120,23 @@ def _check_regular_file(path: Path, what: str) -> None:
         raise FFmpegError(f"{what} failed: {error}") from None
     if not stat.S_ISREG(mode):
         raise FFmpegError(f"{what} failed: {path} is not a regular file")
+
+
+class _Consumer:
+    """One request's state during a decode: which frames it keeps and its swscale context."""
+
+    def __init__(self, request: FrameRequest, stream: av.video.stream.VideoStream) -> None:
+        self.request = request
+        self.ticks = _Ticks(request.fps, stream)
+        self.reformatter = VideoReformatter()
+        self.method = Interpolation[request.interpolation]
+
+    def convert(self, frame: av.VideoFrame) -> np.ndarray:
+        request = self.request
+        small = self.reformatter.reformat(
+            frame, request.width, request.height, request.pix_fmt, interpolation=self.method
+        )
+        return small.to_ndarray()
 
 
 class _Ticks:

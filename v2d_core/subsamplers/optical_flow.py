@@ -1,18 +1,21 @@
 """``OpticalFlowSubsampler``: dense optical flow with OpenCV's Farneback method, on CPU.
 
-The video is decoded once (:func:`~v2d_core.subsamplers.frames.read_frames`), already
-resampled to ``fps`` and scaled so its short side is ``downsample_size`` (the long side
-rounded, Lanczos, as video2dataset's dataloader does), then made grey as 1.3.0's cv2
-detector does. The flow between consecutive frames is in pixels of those analysis frames,
-as 1.3.0 reports it, and is stored as ``streams["optical_flow"]``: an ``.npy`` file of shape
-``(frames - 1, height, width, 2)`` in ``dtype``. Metadata gets video2dataset's keys:
+The video is decoded once (:mod:`~v2d_core.subsamplers.frames`), already resampled to ``fps``
+and scaled so its short side is ``downsample_size`` (the long side rounded, Lanczos, as
+video2dataset's dataloader does), then made grey as 1.3.0's cv2 detector does. A
+:class:`FlowTrack` computes the flow as frames come, so the same decode can also feed other
+analyses (:mod:`~v2d_core.subsamplers.cuts_and_flow`). The flow between consecutive frames is
+in pixels of those analysis frames, as 1.3.0 reports it, and is stored as
+``streams["optical_flow"]``: an ``.npy`` file of shape ``(frames - 1, height, width, 2)`` in
+``dtype``. Metadata gets video2dataset's keys:
 ``mean_optical_flow_magnitude``, ``mean_optical_flow_magnitude_per_frame``,
 ``optical_flow_fps``, ``optical_flow_downsample_size`` and ``optical_flow_dtype``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
-from v2d_core.subsamplers.frames import read_frames
+from v2d_core.subsamplers.frames import FrameRequest, read_frames
 from v2d_core.subsamplers.media import MediaInfo, media_info
 from v2d_core.subsamplers.settings import OpticalFlowArgs
 
@@ -36,6 +39,39 @@ def analysis_size(width: int, height: int, short_side: int | None) -> tuple[int,
         return width, height
     scale = short_side / min(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+@dataclass
+class FlowTrack:
+    """Farneback flow between consecutive analysis frames, computed as the frames come."""
+
+    params: tuple[float, int, int, int, int, float, int]
+    dtype: str
+    flows: list[np.ndarray] = field(default_factory=list)
+    magnitudes: list[float] = field(default_factory=list)
+    previous: np.ndarray | None = None
+    frames: int = 0
+
+    def add(self, rgb: np.ndarray) -> None:
+        """Take the next frame; the flow from the previous one is converted to ``dtype`` at once,
+        to bound memory, and its mean magnitude computed in float32."""
+        import cv2  # OpenCV loads with the first flow computed
+
+        # 1.3.0 turns its decoder's RGB frames grey with OpenCV's BGR weights; the same values here
+        frame = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)
+        if self.previous is not None:
+            # OpenCV's stubs reject ``flow=None``, which the function documents and accepts
+            flow = cv2.calcOpticalFlowFarneback(self.previous, frame, None, *self.params)  # type: ignore[call-overload]
+            self.magnitudes.append(float(np.linalg.norm(flow, axis=-1).mean()))
+            self.flows.append(flow.astype(DTYPES[self.dtype]))
+        self.previous = frame
+        self.frames += 1
+
+    def between(self, first: int, last: int) -> tuple[np.ndarray, list[float]]:
+        """The flow of frames ``first`` to ``last`` (exclusive) and each pair's mean magnitude."""
+        if last - first < 2:
+            raise SubsampleError("optical flow needs at least two frames")
+        return np.stack(self.flows[first : last - 1]), self.magnitudes[first : last - 1]
 
 
 class OpticalFlowSubsampler(Subsampler):
@@ -57,11 +93,20 @@ class OpticalFlowSubsampler(Subsampler):
             int(flags),
         )
 
-    def _fps(self, info: MediaInfo) -> float | None:
-        """The analysis rate: ``fps`` when below the source's, else every frame (None)."""
-        if self.args.fps == -1 or (info.fps and self.args.fps >= info.fps):
+    def analysis_fps(self, video_fps: Fraction | float | None) -> float | None:
+        """The analysis rate of a video at ``video_fps``: ``fps`` when below it, else every frame (None)."""
+        if self.args.fps == -1 or (video_fps and self.args.fps >= video_fps):
             return None
         return float(self.args.fps)
+
+    def request(self, info: MediaInfo, fps: float | None) -> FrameRequest:
+        """The frames the flow of a video like ``info`` takes at ``fps``."""
+        width, height = analysis_size(info.width, info.height, self.args.downsample_size)
+        # the dataloader's cv2.INTER_LANCZOS4
+        return FrameRequest(width=width, height=height, pix_fmt="rgb24", fps=fps, interpolation="LANCZOS")
+
+    def track(self) -> FlowTrack:
+        return FlowTrack(self.params, self.args.dtype)
 
     def __call__(self, sample: Sample, workdir: Path) -> list[Sample]:
         video = sample.streams.get("video")
@@ -70,48 +115,32 @@ class OpticalFlowSubsampler(Subsampler):
         info = media_info(Path(video), "video")
         if not info.has_video:
             raise SubsampleError("optical flow needs a video stream; the file has none")
-        width, height = analysis_size(info.width, info.height, self.args.downsample_size)
-        fps = self._fps(info)
+        fps = self.analysis_fps(info.fps)
         frames = read_frames(
             Path(video),
-            width=width,
-            height=height,
-            pix_fmt="rgb24",
-            interpolation="LANCZOS",  # the dataloader's cv2.INTER_LANCZOS4
-            fps=fps,
+            self.request(info, fps),
             timeout=self.args.timeout,
             what="optical flow",
             max_pixels=self.max_pixels,
         )
-        flow, per_frame = self._flow(frames)
+        track = self.track()
+        for rgb in frames:
+            track.add(rgb)
+        flow, per_frame = track.between(0, track.frames)
+        self.attach(sample, flow, per_frame, fps if fps is not None else float(info.fps or 0), workdir)
+        return [sample]
+
+    def attach(
+        self, sample: Sample, flow: np.ndarray, per_frame: list[float], fps: float, workdir: Path
+    ) -> None:
+        """Write ``flow`` as the sample's ``.npy`` stream and its magnitudes as metadata."""
         target = workdir / f"{sample.key}.optical_flow.npy"
         np.save(target, flow)
         sample.streams["optical_flow"] = target
         sample.metadata.update(
             mean_optical_flow_magnitude=float(np.mean(per_frame)),
             mean_optical_flow_magnitude_per_frame=per_frame,
-            optical_flow_fps=fps if fps is not None else float(info.fps or 0),
+            optical_flow_fps=fps,
             optical_flow_downsample_size=self.args.downsample_size,
             optical_flow_dtype=self.args.dtype,
         )
-        return [sample]
-
-    def _flow(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, list[float]]:
-        """The flow between consecutive frames in ``dtype`` (converted as it goes, to bound memory),
-        and each pair's mean magnitude (computed in float32)."""
-        import cv2  # OpenCV loads with the first flow computed
-
-        flows, magnitudes = [], []
-        previous = None
-        for rgb in frames:
-            # 1.3.0 turns its decoder's RGB frames grey with OpenCV's BGR weights; the same values here
-            frame = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)
-            if previous is not None:
-                # OpenCV's stubs reject ``flow=None``, which the function documents and accepts
-                flow = cv2.calcOpticalFlowFarneback(previous, frame, None, *self.params)  # type: ignore[call-overload]
-                magnitudes.append(float(np.linalg.norm(flow, axis=-1).mean()))
-                flows.append(flow.astype(DTYPES[self.args.dtype]))
-            previous = frame
-        if not flows:
-            raise SubsampleError("optical flow needs at least two frames")
-        return np.stack(flows), magnitudes
