@@ -14,6 +14,13 @@ whose cut frames are known (scene lengths and sources vary between videos), behi
   Farneback, fp16, 2 fps, frames resized to a 16-pixel short side through
   ``reading.dataloader_args``).
 
+- cutsflow: the deliverable of both: clips cut at the scenes, each with its optical flow. v2d
+  does it in one download (cut detection + clipping + optical flow in one config: one decode of
+  the source serves cuts and flow); 1.3.0 has no flow in its download, so its download with the
+  cuts config, then its ``optical_flow`` stage over the clips, both counted. ``--before
+  PYTHONPATH`` adds a third side: v2d's command with another checkout of v2d first on the path
+  (before the shared decode: flow computed from each clip after clipping).
+
 ``storage`` and ``distribution`` are set the same for both: ``--per-shard`` samples per
 shard, ``--processes`` processes x ``--threads`` threads, multiprocessing. Reported per
 round and side: wall seconds, videos/s, CPU seconds per video (this process and every
@@ -33,6 +40,9 @@ videos avoids (decoding every frame: each is a reference for the next) next to v
     # (how it was installed and patched where it crashes: benchmark/RESULTS.md)
     python benchmark/analysis_end_to_end.py --videos 200 --rounds 2
     python benchmark/analysis_end_to_end.py --floor
+    git archive 2a90c06 | tar -x -C /tmp/v2d_before   # the checkout before the shared decode
+    python benchmark/analysis_end_to_end.py --videos 100 --rounds 2 --workloads cutsflow \
+        --before /tmp/v2d_before
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ SOURCES = ["testsrc2", "testsrc,scroll=horizontal=0.01", "smptehdbars,scroll=ver
 # Scene lengths in seconds (whole frames at 30 fps), one pattern per video in turn; each sums to 10.
 SCENE_SECONDS = [(2.5, 2.5, 2.5, 2.5), (3.0, 2.0, 3.0, 2.0), (2.0, 3.5, 1.5, 3.0), (4.0, 2.0, 2.0, 2.0)]
 FLOW_TOLERANCE = 0.10  # largest relative difference of a video's mean flow magnitude accepted
+STILL = 0.1  # px per pair: below it, a sample's flow is compared by its absolute difference
 CUTS_SUBSAMPLING = {
     "CutDetectionSubsampler": {
         "cuts_are_clips": True,
@@ -77,6 +88,7 @@ CUTS_SUBSAMPLING = {
 FLOW_SUBSAMPLING = {
     "OpticalFlowSubsampler": {"args": {"detector": "cv2", "detector_args": None, "dtype": "fp16"}}
 }
+CUTSFLOW_SUBSAMPLING = CUTS_SUBSAMPLING | FLOW_SUBSAMPLING
 FLOW_READING = {
     "dataloader_args": {
         "resize_size": 16,
@@ -177,9 +189,10 @@ def reap_descendants(keep: int, deadline: float = 60.0) -> None:
     print("warning: some descendants did not exit; their CPU time is not counted")
 
 
-def run_tool(argv: list[str], output: Path, server_pid: int) -> Run:
+def run_tool(argv: list[str], output: Path, server_pid: int, extra_env: dict[str, str] | None = None) -> Run:
     """Run one tool's command; its wall and CPU seconds and the samples it wrote."""
     env = {**os.environ, "V2D_ALLOW_PRIVATE_NETWORKS": "1"}  # v2d's address guard: the server is local
+    env |= extra_env or {}
     load = os.getloadavg()[0]
     cpu, started = cpu_seconds(), time.perf_counter()
     done = subprocess.run(
@@ -282,6 +295,7 @@ class Bench:
     tmp: Path
     args: argparse.Namespace
     pythons: dict[str, str]  # side -> the interpreter whose ``video2dataset`` command runs
+    envs: dict[str, dict[str, str]]  # side -> what its command's environment adds
     truth: dict[str, tuple[int, ...]]  # url -> true cut frames
     server_pid: int
 
@@ -300,6 +314,7 @@ def main() -> None:
     parser.add_argument("--v130-python", default="/work/venvs/v130/bin/python")
     parser.add_argument("--media", default="benchmark/work/scenes_640x360_10s_30fps_varied")
     parser.add_argument("--floor", action="store_true", help="only the per-video floor figures, no rounds")
+    parser.add_argument("--before", help="cutsflow: also run v2d with this checkout first on PYTHONPATH")
     args = parser.parse_args()
     if not become_subreaper():
         print("warning: cannot become a child subreaper; daemonised workers' CPU is not counted")
@@ -322,7 +337,10 @@ def main() -> None:
             (tmp / "urls.txt").write_text("\n".join(urls) + "\n")
             truth = {url: videos[row % len(videos)].cuts for row, url in enumerate(urls)}
             pythons = {"1.3.0": args.v130_python, "v2d": sys.executable}
-            bench = Bench(tmp, args, pythons, truth, server.pid)
+            envs: dict[str, dict[str, str]] = {"1.3.0": {}, "v2d": {}}
+            if args.before:
+                pythons["v2d before"], envs["v2d before"] = sys.executable, {"PYTHONPATH": args.before}
+            bench = Bench(tmp, args, pythons, envs, truth, server.pid)
             results = {workload: measure(workload, bench) for workload in args.workloads.split(",")}
         finally:
             server.terminate()
@@ -338,6 +356,9 @@ def prepare(workload: str, bench: Bench) -> tuple[Path, list[str]]:
     tmp, args = bench.tmp, bench.args
     if workload == "cuts":
         config = write_config(tmp / "cuts.yaml", CUTS_SUBSAMPLING, args, {})
+        return config, [f"--url_list={tmp / 'urls.txt'}", "--input_format=txt"]
+    if workload == "cutsflow":
+        config = write_config(tmp / "cutsflow.yaml", CUTSFLOW_SUBSAMPLING, args, FLOW_READING)
         return config, [f"--url_list={tmp / 'urls.txt'}", "--input_format=txt"]
     download = tmp / "flow_input"
     plain = write_config(tmp / "download.yaml", {}, args, {})
@@ -359,10 +380,13 @@ def measure(workload: str, bench: Bench) -> list[dict[str, Run]]:
         order = list(bench.pythons) if index % 2 == 0 else list(reversed(bench.pythons))
         runs.append({})
         for side in order:
-            output = bench.tmp / f"{workload}_{side}_{index}"
+            output = bench.tmp / f"{workload}_{side.replace(' ', '_')}_{index}"
+            if workload == "cutsflow" and side == "1.3.0":
+                runs[-1][side] = cuts_then_flow_stage(bench, output)
+                continue
             argv = command(bench.pythons[side], *options, f"--output_folder={output}")
             argv += ["--output_format=webdataset", f"--config={config}"]
-            runs[-1][side] = run_tool(argv, output, bench.server_pid)
+            runs[-1][side] = run_tool(argv, output, bench.server_pid, bench.envs[side])
             subprocess.run(["rm", "-rf", str(output)], check=True)
         parts = [
             f"{side} {r.wall:.1f}s {videos / r.wall:.2f} videos/s {r.cpu / videos:.3f} cpu-s/video "
@@ -373,39 +397,72 @@ def measure(workload: str, bench: Bench) -> list[dict[str, Run]]:
     shown = [*options, "--output_folder=OUT", "--output_format=webdataset", f"--config={config}"]
     print(f"  command (both tools): {shlex.join(['video2dataset', *shown])}")
     print(f"  config: {json.dumps(yaml.safe_load(config.read_text()))}")
-    if workload == "cuts":
+    if workload in ("cuts", "cutsflow"):
         for side in bench.pythons:
             print(f"cut accuracy {side}: {cut_score(runs[-1][side].samples, bench.truth)}")
-    else:
-        compare_flow(runs[-1])
+    if workload in ("flow", "cutsflow"):
+        for side in bench.pythons:
+            if side != "1.3.0":
+                compare_flow(runs[-1], side)
+        if "v2d before" in bench.pythons:
+            compare_flow(runs[-1], "v2d", "v2d before")
     return runs
 
 
-def compare_flow(last: dict[str, Run]) -> None:
-    theirs, ours = flow_values(last["1.3.0"].samples), flow_values(last["v2d"].samples)
+def cuts_then_flow_stage(bench: Bench, output: Path) -> Run:
+    """1.3.0's way to clips with their flow: its download with the cuts config, then its
+    ``optical_flow`` stage over the clips; wall and CPU of both, each clip's flow merged in."""
+    tmp, python = bench.tmp, bench.pythons["1.3.0"]
+    cuts = write_config(tmp / "cuts.yaml", CUTS_SUBSAMPLING, bench.args, {})
+    clips = output.with_name(output.name + "_clips")
+    argv = command(python, f"--url_list={tmp / 'urls.txt'}", "--input_format=txt", f"--output_folder={clips}")
+    download = run_tool([*argv, "--output_format=webdataset", f"--config={cuts}"], clips, bench.server_pid)
+    shards = sorted(clips.glob("*.tar"))
+    flow_config = write_config(tmp / "flow.yaml", FLOW_SUBSAMPLING, bench.args, FLOW_READING)
+    argv = command(python, f"--url_list={clips}/{{{shards[0].stem}..{shards[-1].stem}}}.tar")
+    argv += ["--input_format=webdataset", "--stage=optical_flow", f"--output_folder={output}"]
+    argv += ["--output_format=webdataset", f"--config={flow_config}"]
+    flow = run_tool(argv, output, bench.server_pid)
+    subprocess.run(["rm", "-rf", str(output), str(clips)], check=True)
+    values = flow_values(flow.samples)
+    samples = [
+        sample | {"mean_optical_flow_magnitude": values[sample["key"]]}
+        for sample in download.samples
+        if sample["key"] in values
+    ]
+    return Run(download.wall + flow.wall, download.cpu + flow.cpu, download.load, samples)
+
+
+def compare_flow(last: dict[str, Run], side: str, reference: str = "1.3.0") -> None:
+    """Each sample's ``mean_optical_flow_magnitude`` from ``side`` against ``reference``'s: relative
+    differences where the reference moves (>= ``STILL`` px), absolute ones where it is still."""
+    theirs, ours = flow_values(last[reference].samples), flow_values(last[side].samples)
     keys = sorted(set(theirs) & set(ours))
-    print(f"flow: {len(theirs)} videos from 1.3.0, {len(ours)} from v2d, {len(keys)} in both")
-    if keys:
-        differences = [abs(ours[k] - theirs[k]) / theirs[k] for k in keys if theirs[k]]
-        ratio = statistics.median(ours[k] / theirs[k] for k in keys if theirs[k])
-        worst = max(differences) if differences else 0.0
+    print(f"flow: {len(theirs)} samples from {reference}, {len(ours)} from {side}, {len(keys)} in both")
+    moving = [k for k in keys if theirs[k] >= STILL]
+    if moving:
+        worst = max(abs(ours[k] - theirs[k]) / theirs[k] for k in moving)
+        ratio = statistics.median(ours[k] / theirs[k] for k in moving)
+        still = max((abs(ours[k] - theirs[k]) for k in keys if theirs[k] < STILL), default=0.0)
         verdict = "within" if worst <= FLOW_TOLERANCE else "OUTSIDE"
         print(
-            f"mean_optical_flow_magnitude v2d / 1.3.0: median {ratio:.3f}; largest difference {worst:.1%} "
-            f"({verdict} the {FLOW_TOLERANCE:.0%} tolerance)"
+            f"mean_optical_flow_magnitude {side} / {reference}: median {ratio:.3f}; largest difference "
+            f"{worst:.1%} over {len(moving)} moving ({verdict} the {FLOW_TOLERANCE:.0%} tolerance), "
+            f"{still:.3f} px over {len(keys) - len(moving)} still"
         )
 
 
 def report(workload: str, runs: list[dict[str, Run]], args: argparse.Namespace) -> None:
     ratios = [r["1.3.0"].wall / r["v2d"].wall for r in runs]
-    cpu = {side: statistics.median(r[side].cpu for r in runs) / args.videos for side in ("1.3.0", "v2d")}
-    rate = {side: statistics.median(args.videos / r[side].wall for r in runs) for side in ("1.3.0", "v2d")}
+    cpu = {side: statistics.median(r[side].cpu for r in runs) / args.videos for side in runs[0]}
+    rate = {side: statistics.median(args.videos / r[side].wall for r in runs) for side in runs[0]}
+    sides = "; ".join(f"{side} {rate[side]:.2f} videos/s {cpu[side]:.3f} cpu-s/video" for side in runs[0])
     print(
-        f"{workload}: 1.3.0 {rate['1.3.0']:.2f} videos/s {cpu['1.3.0']:.3f} cpu-s/video; "
-        f"v2d {rate['v2d']:.2f} videos/s {cpu['v2d']:.3f} cpu-s/video; "
-        f"v2d / 1.3.0 videos/s per round {', '.join(f'{x:.2f}' for x in ratios)} "
+        f"{workload}: {sides}; v2d / 1.3.0 videos/s per round {', '.join(f'{x:.2f}' for x in ratios)} "
         f"(median {statistics.median(ratios):.2f}, target >= 3); CPU ratio {cpu['1.3.0'] / cpu['v2d']:.2f}"
     )
+    if "v2d before" in cpu:
+        print(f"{workload}: v2d CPU per video before / after {cpu['v2d before'] / cpu['v2d']:.2f}")
 
 
 if __name__ == "__main__":
