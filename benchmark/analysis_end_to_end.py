@@ -60,6 +60,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -232,6 +233,36 @@ def flow_values(samples: list[dict[str, Any]]) -> dict[str, float]:
     return {s["key"]: s["mean_optical_flow_magnitude"] for s in samples if s.get("status") == "success"}
 
 
+def shared_decode_steps() -> dict[str, Callable[[Video], None]]:
+    """Cuts, clipping and flow of one video as v2d's chain runs them, and as it ran them before
+    the shared decode (each step decoding its own input: the flow, each clip)."""
+    from v2d_core.sample import Sample
+    from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler
+    from v2d_core.subsamplers.cuts_and_flow import CutsAndFlowSubsampler
+    from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
+    from v2d_core.subsamplers.settings import ClippingArgs, CutDetectionArgs, OpticalFlowArgs
+    from v2d_core.subsamplers.transcode import TranscodeSubsampler
+
+    chain = CutsAndFlowSubsampler(
+        CutDetectionSubsampler(CutDetectionArgs(), cuts_are_clips=True),
+        TranscodeSubsampler(clipping=ClippingArgs(min_length=1.0)),
+        OpticalFlowSubsampler(OpticalFlowArgs(fps=2, downsample_size=16)),
+    )
+
+    def shared(video: Video) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            chain(Sample(key="k", url="u", streams={"video": video.path}), Path(folder))
+
+    def separate(video: Video) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            chain._one_after_another(Sample(key="k", url="u", streams={"video": video.path}), Path(folder))
+
+    return {
+        "v2d cuts + clipping + flow of each clip after clipping (three decodes)": separate,
+        "v2d cuts + clipping + flow from one decode of the source": shared,
+    }
+
+
 def floor(videos: list[Video]) -> None:
     """CPU seconds per video of the steps no analysis avoids, in this process (one at a time)."""
     import av
@@ -279,6 +310,7 @@ def floor(videos: list[Video]) -> None:
         "v2d cut detection (decode, 64x36, scores)": cuts,
         "v2d clipping of the 4 scenes (stream copy, one ffmpeg process)": clips,
         "v2d optical flow (decode, 28x16 at 2 fps, Farneback, .npy)": flow,
+        **shared_decode_steps(),
     }
     for what, step in steps.items():
         step(videos[0])  # imports and caches warm
