@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from v2d_core.config import Config
+from v2d_core.errors import SubsampleError, SubsampleTimeoutError
 from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
@@ -198,3 +199,22 @@ def test_keyframes_only_take_the_flow_of_the_transcoded_clips(
     )
     clips = apply_subsamplers(chain, sample(videos["on_ticks"]), tmp_path)
     assert [np.load(clip.streams["optical_flow"]).shape for clip in clips] == [(1, 30, 40, 2)] * 3
+
+
+def test_a_broken_or_slow_source_is_a_failed_sample_with_the_reason(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
+    def shared(timeout: float) -> CutsAndFlowSubsampler:
+        return CutsAndFlowSubsampler(
+            CutDetectionSubsampler(CutDetectionArgs(timeout=timeout), cuts_are_clips=True),
+            TranscodeSubsampler(clipping=ClippingArgs()),
+            OpticalFlowSubsampler(OpticalFlowArgs(timeout=timeout)),
+        )
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
+    with pytest.raises(SubsampleError, match="cannot read video"):
+        shared(60)(sample(broken), tmp_path)
+    with pytest.raises(SubsampleTimeoutError, match="cut detection and optical flow took longer than"):
+        shared(0.0005)(sample(videos["on_ticks"]), tmp_path)
+    assert list(tmp_path.iterdir()) == [broken]
