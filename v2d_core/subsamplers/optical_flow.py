@@ -106,6 +106,7 @@ class OpticalFlowSubsampler(Subsampler):
         return FrameRequest(width=width, height=height, pix_fmt="rgb24", fps=fps, interpolation="LANCZOS")
 
     def track(self) -> FlowTrack:
+        """An empty :class:`FlowTrack` with these Farneback parameters and ``dtype``."""
         return FlowTrack(self.params, self.args.dtype)
 
     def __call__(self, sample: Sample, workdir: Path) -> list[Sample]:
