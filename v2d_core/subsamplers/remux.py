@@ -100,13 +100,13 @@ def _copy_span(
     source.seek(_rescale(start, MICROSECOND, anchor.time_base), stream=anchor, backward=True)
     with av.open(str(target), "w", options=_muxer_options(target, streams)) as output:
         output.metadata.update({k: v for k, v in source.metadata.items() if k not in AUXILIARY_TAGS})
-        copies = {stream.index: _Copy(stream, output, start) for stream in streams}
+        copies = {stream.index: _Copy(stream, output, start, length) for stream in streams}
         for packet in source.demux(streams):
             deadline.check()
             copy, dts = copies[packet.stream.index], packet.dts
             if dts is None or copy.ended:
                 continue
-            copy.write(packet, dts, length)
+            copy.write(packet, dts)
             if all(each.ended for each in copies.values()):
                 break
 
@@ -114,7 +114,9 @@ def _copy_span(
 class _Copy:
     """One stream of one clip: its output stream, its shift, and whether it has ended."""
 
-    def __init__(self, stream: av.stream.Stream, output: av.container.OutputContainer, start: int) -> None:
+    def __init__(
+        self, stream: av.stream.Stream, output: av.container.OutputContainer, start: int, length: int
+    ) -> None:
         self.output = output
         self.stream = output.add_stream_from_template(stream)
         self.stream.metadata.update(stream.metadata)
@@ -122,13 +124,14 @@ class _Copy:
             raise CannotRemux(f"stream {stream.index} has no time base")
         self.time_base: Fraction = stream.time_base
         self.shift = _rescale(-start, MICROSECOND, self.time_base)
+        self.end = _first_at_or_past(length, self.time_base)
         self.waits_for_keyframe = stream.type == "video"
         self.ended = False
 
-    def write(self, packet: av.Packet, dts: int, length: int) -> None:
+    def write(self, packet: av.Packet, dts: int) -> None:
         """Copy ``packet`` (decode time ``dts`` in the source) unless the clip has ended for it."""
         dts += self.shift
-        if _rescale(dts, self.time_base, MICROSECOND) >= length:
+        if dts >= self.end:
             self.ended = True
             return
         if self.waits_for_keyframe and not packet.is_keyframe:
@@ -154,6 +157,16 @@ def _muxer_options(target: Path, streams: list[av.stream.Stream]) -> dict[str, s
 def _micros(seconds: float) -> int:
     """``seconds`` as ffmpeg reads the ``%.6f`` text v2d gives it, in microseconds."""
     return int(Fraction(f"{seconds:.6f}") / MICROSECOND)
+
+
+def _first_at_or_past(micros: int, time_base: Fraction) -> int:
+    """The first time in ``time_base`` units whose rescale to microseconds is ``micros`` or more."""
+    ticks = int(micros * MICROSECOND / time_base)
+    while _rescale(ticks - 1, time_base, MICROSECOND) >= micros:
+        ticks -= 1
+    while _rescale(ticks, time_base, MICROSECOND) < micros:
+        ticks += 1
+    return ticks
 
 
 def _rescale(value: int, source: Fraction, target: Fraction) -> int:
