@@ -145,8 +145,8 @@ class _Copy:
 
 
 def _muxer_options(target: Path, streams: list[av.stream.Stream]) -> dict[str, str]:
-    """The mp4 muxer's movie time scale as ffmpeg 9 picks it here (the finest of the tracks'),
-    so clip durations round as in its output (FFmpeg 8's libraries default to 1000)."""
+    """The mp4 muxer's movie time scale as the ffmpeg 9 build v2d runs wrote it for the clips
+    compared (the finest track's), so durations round as in its output (PyAV's FFmpeg 8: 1000)."""
     if target.suffix.lower() not in MOV_SUFFIXES:
         return {}
     return {
