@@ -89,6 +89,38 @@ def test_clips_cut_in_the_worker_are_ffmpeg_stream_copies(
     assert layout(clips[1].streams["video"])["video"][0] == 105
 
 
+@pytest.mark.parametrize(
+    "options",
+    [["-bf", "3", "-g", "48"], ["-bf", "2", "-g", "50", "-output_ts_offset", "1.5"]],
+    ids=["b-frames", "late-start"],
+)
+def test_reordered_frames_and_a_late_start_are_cut_as_ffmpeg_cuts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    """Decode times before presentation times (B-frames), and a source whose timestamps start at
+    1.5 s: spans count from the media's start, and each clip is ffmpeg's copy of it."""
+    source = tmp_path / "source.mov"
+    argv = [
+        ffmpeg_exe(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30:duration=8",
+    ]
+    argv += ["-f", "lavfi", "-i", "sine=duration=8", "-c:v", "libx264", "-preset", "fast", *options]
+    subprocess.run([*argv, "-c:a", "aac", "-shortest", str(source)], check=True, timeout=60)
+    no_ffmpeg_process(monkeypatch)
+    spans = [[0.1, 1.0333333], [1.0333334, 2.5], [2.5, 3.5166666666], [3.98, 7.5]]
+    sample = Sample(key="k", url="u", streams={"video": source}, metadata={"clips": spans})
+    clips = TranscodeSubsampler(clipping=ClippingArgs())(sample, tmp_path)
+    for clip, (start, end) in zip(clips, spans, strict=True):
+        reference = ffmpeg_copy(source, start, end, tmp_path / f"{clip.key}.reference.mp4")
+        assert layout(clip.streams["video"]) == layout(reference)
+
+
 def test_separate_audio_files_are_cut_in_the_worker_too(
     scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
