@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import runner
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
-from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, detect_cuts, scenes
-from v2d_core.subsamplers.frames import FrameRequest, read_frames
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, analysis_frames, detect_cuts, scenes
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
 from v2d_core.subsamplers.probe import FFProbeSubsampler
 from v2d_core.subsamplers.settings import (
@@ -137,12 +138,8 @@ def test_cut_detection_answers_as_scenedetect_fed_frame_by_frame(tmp_path: Path)
         fps=FPS,
     )
     found = detect_cuts(video, CutDetectionArgs(framerates=(5,), threshold=12))
-    frames = list(
-        read_frames(
-            video, FrameRequest(width=80, height=60, interpolation="FAST_BILINEAR"), timeout=30, what="t"
-        )
-    )
-    assert len(frames) == 306
+    frames = list(analysis_frames(video, timeout=30))
+    assert len(frames) == 306 and frames[0].shape == (60, 80, 3)
     for name, stride in (("cuts_original_fps", 1), ("cuts_5", 5)):
         detector, cuts = ContentDetector(threshold=12, min_scene_len=15), []
         for index, frame in enumerate(frames[::stride]):
@@ -498,7 +495,7 @@ def test_a_slow_ffmpeg_is_killed_at_its_timeout(media: dict[str, Path], tmp_path
     output = ffmpeg.input(str(media["scenes"])).output(str(tmp_path / "x.mp4"))
     with pytest.raises(SubsampleTimeoutError, match="longer than"):
         runner.run([output], timeout=0.001, what="test")
-    frames = read_frames(media["scenes"], FrameRequest(width=16, height=12), timeout=0.001, what="reading")
+    frames = read_frames(media["scenes"], width=16, height=12, timeout=0.001, what="reading")
     with pytest.raises(SubsampleTimeoutError):
         list(frames)
 
@@ -511,7 +508,7 @@ def test_a_damaged_stretch_of_video_loses_frames_not_the_analysis(tmp_path: Path
         data[start : start + 3000] = bytes(index * 37 % 256 for index in range(3000))
     damaged = tmp_path / "damaged.mp4"
     damaged.write_bytes(bytes(data))
-    frames = list(read_frames(damaged, FrameRequest(width=16, height=12), timeout=30, what="t"))
+    frames = list(read_frames(damaged, width=16, height=12, timeout=30, what="t"))
     assert 50 <= len(frames) < 100
     (sample,) = CutDetectionSubsampler(CutDetectionArgs(), cuts_are_clips=False)(
         video_sample(damaged), tmp_path
@@ -520,7 +517,5 @@ def test_a_damaged_stretch_of_video_loses_frames_not_the_analysis(tmp_path: Path
 
 
 def test_frames_are_read_at_the_asked_size_and_rate(media: dict[str, Path]) -> None:
-    frames = list(
-        read_frames(media["scenes"], FrameRequest(width=16, height=12, fps=5), timeout=30, what="t")
-    )
+    frames = list(read_frames(media["scenes"], width=16, height=12, fps=Fraction(5), timeout=30, what="t"))
     assert len(frames) == 30 and frames[0].shape == (12, 16, 3) and frames[0].dtype == np.uint8

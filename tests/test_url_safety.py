@@ -32,7 +32,7 @@ from v2d_core.fetch.media_check import check_media
 from v2d_core.ffmpeg_binary import ffmpeg_exe
 from v2d_core.media_input import ffmpeg_input
 from v2d_core.subsamplers import runner
-from v2d_core.subsamplers.frames import FrameRequest, read_frames
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.media import media_info, probe
 from v2d_core.testing.server import MediaServer
 
@@ -261,9 +261,7 @@ OPENERS: dict[str, Callable[[Path, Path], object]] = {
     "transcode": lambda path, out: runner.run(
         [ffmpeg_input(path).output(str(out / "o.mp4"))], timeout=30, what="t"
     ),
-    "read_frames": lambda path, _: list(
-        read_frames(path, FrameRequest(width=16, height=12), timeout=30, what="t")
-    ),
+    "read_frames": lambda path, _: list(read_frames(path, width=16, height=12, timeout=30, what="t")),
     "extract_audio": lambda path, out: extract_audio(path, "m4a", out, timeout=30),
 }
 

@@ -19,7 +19,7 @@ from v2d_core.fetch.audio import extract_audio
 from v2d_core.fetch.media_check import check_media
 from v2d_core.media_input import ffmpeg_input
 from v2d_core.subsamplers import runner
-from v2d_core.subsamplers.frames import FrameRequest, read_frames
+from v2d_core.subsamplers.frames import read_frames
 from v2d_core.testing.server import MediaServer
 
 VIDEO = "video_0000.mp4"
@@ -143,7 +143,7 @@ def test_a_hung_ffmpeg_is_killed_at_its_timeout(
 
 def test_the_analysis_decode_refuses_a_named_pipe_instead_of_blocking(fifo: Path) -> None:
     with pytest.raises(FFmpegError, match="not a regular file"):
-        list(read_frames(fifo, FrameRequest(width=16, height=12), timeout=1, what="reading"))
+        list(read_frames(fifo, width=16, height=12, timeout=1, what="reading"))
 
 
 def test_checking_a_download_has_a_time_limit(media_dir: Path) -> None:

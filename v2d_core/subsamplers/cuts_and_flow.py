@@ -2,8 +2,8 @@
 
 A chain that detects cuts and computes optical flow runs this step in place of the two and of
 the transcode between them. The source is decoded once
-(:func:`~v2d_core.subsamplers.frames.decode_frames`): cut detection takes every frame at its
-small size, optical flow takes frames at its own rate and short side, and the flow between
+(:func:`~v2d_core.subsamplers.frames.decode_frames`): cut detection reads every decoded frame's
+planes, optical flow takes frames converted at its own rate and short side, and the flow between
 consecutive ones is computed as they come. Then the transcode runs (clipping: one sample per
 clip), and each output gets the flow of the source's analysis frames inside its span: the pairs
 whose two frames both lie in ``[start, end)`` (a pair across a clip's edge belongs to no clip).
@@ -35,14 +35,14 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
+import av
 
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import filters
 from v2d_core.subsamplers.base import Subsampler
 from v2d_core.subsamplers.clips import to_seconds
-from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, detect_cuts, frame_request
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, detect_cuts
 from v2d_core.subsamplers.frames import decode_frames
 from v2d_core.subsamplers.media import MediaInfo, media_info
 from v2d_core.subsamplers.optical_flow import FlowTrack, OpticalFlowSubsampler
@@ -107,26 +107,26 @@ class CutsAndFlowSubsampler(Subsampler):
         self, sample: Sample, path: Path, info: MediaInfo, fps: Fraction | float | None
     ) -> tuple[FlowTrack, list[float]]:
         """Cuts into ``sample``'s metadata and the source's flow with each analysis frame's time,
-        from one decode."""
-        requests = [frame_request(info), self.flow.request(info, float(fps) if fps else None)]
+        from one decode: cut detection reads every decoded frame's planes, flow takes its own."""
         decoded = decode_frames(
             path,
-            requests,
+            [self.flow.request(info, float(fps) if fps else None)],
             timeout=self.cut_args.timeout + self.flow.args.timeout,
             what="cut detection and optical flow",
             max_pixels=self.cuts.max_pixels,
         )
         track, times = self.flow.track(), []
 
-        def cut_frames() -> Iterator[np.ndarray]:
-            for frame in decoded:
-                if frame.request == 0:
-                    yield frame.array
-                    continue
-                if frame.time is None:
-                    raise SubsampleError("optical flow of clips needs frame timestamps; the video has none")
-                track.add(frame.array)
-                times.append(frame.time)
+        def cut_frames() -> Iterator[av.VideoFrame]:
+            for each in decoded:
+                if each.arrays:
+                    if each.time is None:
+                        raise SubsampleError(
+                            "optical flow of clips needs frame timestamps; the video has none"
+                        )
+                    track.add(each.arrays[0])
+                    times.append(each.time)
+                yield each.frame
 
         sample.metadata["cuts"] = detect_cuts(path, self.cut_args, self.cuts.max_pixels, frames=cut_frames())
         self.clips_from_cuts(sample, Path())

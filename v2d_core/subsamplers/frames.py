@@ -1,12 +1,13 @@
-"""The analysis decode: a video's frames at the size and rate each analysis needs, as numpy arrays.
+"""The analysis decode: a video's frames at the size and rate each analysis needs.
 
 Decoded in this process by FFmpeg's libraries (PyAV), once for every analysis of a sample:
-one decoder thread; each analysis states its size, pixel format, rate and interpolation in a
-:class:`FrameRequest`, and a decoded frame is converted only for the requests whose rate takes
-it, by that request's own cached swscale context. Measured on 10 s 640x360 30 fps H.264 (CPU
-seconds per video, ffmpeg 9 / PyAV 18): a full decode costs 0.046 here against 0.072 through an
-``ffmpeg`` process (its start and its per-frame pipeline); frames for cut detection (64x36 BGR,
-every frame) 0.054 against 0.081-0.098; for optical flow (28x16 gray at 2 fps) 0.043 against 0.067.
+one decoder thread; each analysis that wants numpy arrays states its size, pixel format, rate
+and interpolation in a :class:`FrameRequest`, and a decoded frame is converted only for the
+requests whose rate keeps it, each by its own cached swscale context; an analysis that reads
+the decoder's planes itself (cut detection) takes the decoded frames as they are. Measured on
+10 s 640x360 30 fps H.264 (CPU seconds per video, ffmpeg 9 / PyAV 18): a full decode costs
+0.046 here against 0.072 through an ``ffmpeg`` process (its start and its per-frame pipeline);
+frames for optical flow (28x16 gray at 2 fps) 0.043 against 0.067.
 
 Only regular files are opened (a named pipe would block the worker); the time limit is checked
 between frames; frames over ``max_pixels`` are refused by the decoder; a packet the decoder
@@ -44,13 +45,13 @@ class FrameRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class AnalysisFrame:
-    """A frame for request number ``request``; ``time`` in seconds from the video's first frame
-    (None when the stream gives no timestamp)."""
+class DecodedFrame:
+    """A frame as the decoder gives it, its time in seconds from the video's first frame (None
+    without timestamps), and its array for each request (by index) whose rate keeps it."""
 
-    request: int
+    frame: av.VideoFrame
     time: float | None
-    array: np.ndarray
+    arrays: dict[int, np.ndarray]
 
 
 def decode_frames(
@@ -60,11 +61,9 @@ def decode_frames(
     timeout: float,
     what: str,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[AnalysisFrame]:
-    """One decode of ``path``'s first video stream serving every request, in decode order.
-
-    The whole iteration, consumers' time included, is limited to ``timeout`` seconds.
-    """
+) -> Iterator[DecodedFrame]:
+    """One decode of ``path``'s first video stream serving every request: each decoded frame, in
+    order. The whole iteration, consumers' time included, is limited to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     _check_regular_file(path, what)
     try:
@@ -81,24 +80,38 @@ def decode_frames(
                 if start is None:
                     start = frame.time
                 at = frame.time - start if frame.time is not None and start is not None else None
-                for index, consumer in enumerate(consumers):
-                    if consumer.ticks.keep(frame):
-                        yield AnalysisFrame(index, at, consumer.convert(frame))
+                arrays = {i: c.convert(frame) for i, c in enumerate(consumers) if c.ticks.keep(frame)}
+                yield DecodedFrame(frame, at, arrays)
     except (av.FFmpegError, OSError, ValueError) as error:
         raise FFmpegError(f"{what} failed: {error}") from None
 
 
 def read_frames(
     path: Path,
-    request: FrameRequest,
     *,
+    width: int,
+    height: int,
+    pix_fmt: str = "bgr24",
+    fps: float | None = None,
     timeout: float,
     what: str,
+    interpolation: str = "AREA",
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[np.ndarray]:
-    """The arrays of one request alone (:func:`decode_frames` with a single consumer)."""
-    for frame in decode_frames(path, [request], timeout=timeout, what=what, max_pixels=max_pixels):
-        yield frame.array
+    """The arrays of one :class:`FrameRequest` (these arguments) alone."""
+    request = FrameRequest(width=width, height=height, pix_fmt=pix_fmt, fps=fps, interpolation=interpolation)
+    for decoded in decode_frames(path, [request], timeout=timeout, what=what, max_pixels=max_pixels):
+        if decoded.arrays:
+            yield decoded.arrays[0]
+
+
+def decoded_frames(
+    path: Path, *, timeout: float, what: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[av.VideoFrame]:
+    """``path``'s first video stream's frames as the decoder gives them, for an analysis that
+    reads the planes itself."""
+    for decoded in decode_frames(path, [], timeout=timeout, what=what, max_pixels=max_pixels):
+        yield decoded.frame
 
 
 def _decoded(

@@ -8,6 +8,7 @@ with optional ``keyframe_timestamps``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +21,7 @@ from v2d_core.errors import FFmpegError, SubsampleTimeoutError
 from v2d_core.media_input import open_media
 
 DEADLINE_CHECK_PACKETS = 256
+SUMMARIES_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,22 @@ def _open(path: Path, what: str) -> av.container.InputContainer:
 
 
 def media_info(path: Path, what: str = "media") -> MediaInfo:
-    """Summarise ``path``; an unreadable file raises :class:`FFmpegError`."""
+    """Summarise ``path``; an unreadable file raises :class:`FFmpegError`.
+
+    The last few summaries are kept, keyed by the file's identity and modification time, so the
+    steps of one sample's chain (cut detection, then clipping) open the file once for it."""
+    status = path.stat() if path.is_file() else None
+    if status is None:
+        return _summary(path, what)
+    return _cached_summary(path, what, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=SUMMARIES_KEPT)
+def _cached_summary(path: Path, what: str, inode: int, size: int, modified: int) -> MediaInfo:
+    return _summary(path, what)
+
+
+def _summary(path: Path, what: str) -> MediaInfo:
     with _open(path, what) as container:
         duration = container.duration / av.time_base if container.duration else None
         audio = container.streams.audio[0] if container.streams.audio else None

@@ -24,7 +24,7 @@ from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
-from v2d_core.subsamplers.frames import FrameRequest, read_frames
+from v2d_core.subsamplers.frames import FrameRequest, decode_frames
 from v2d_core.subsamplers.media import MediaInfo, media_info
 from v2d_core.subsamplers.settings import OpticalFlowArgs
 
@@ -117,16 +117,17 @@ class OpticalFlowSubsampler(Subsampler):
         if not info.has_video:
             raise SubsampleError("optical flow needs a video stream; the file has none")
         fps = self.analysis_fps(info.fps)
-        frames = read_frames(
+        decoded = decode_frames(
             Path(video),
-            self.request(info, fps),
+            [self.request(info, fps)],
             timeout=self.args.timeout,
             what="optical flow",
             max_pixels=self.max_pixels,
         )
         track = self.track()
-        for rgb in frames:
-            track.add(rgb)
+        for each in decoded:
+            if each.arrays:
+                track.add(each.arrays[0])
         flow, per_frame = track.between(0, track.frames)
         self.attach(sample, flow, per_frame, fps if fps is not None else float(info.fps or 0), workdir)
         return [sample]
