@@ -40,7 +40,7 @@ videos avoids (decoding every frame: each is a reference for the next) next to v
     # (how it was installed and patched where it crashes: benchmark/RESULTS.md)
     python benchmark/analysis_end_to_end.py --videos 200 --rounds 2
     python benchmark/analysis_end_to_end.py --floor
-    git archive 2a90c06 | tar -x -C /tmp/v2d_before   # the checkout before the shared decode
+    git archive 740c96c | tar -x -C /tmp/v2d_before   # the checkout before the shared decode
     python benchmark/analysis_end_to_end.py --videos 100 --rounds 2 --workloads cutsflow \
         --before /tmp/v2d_before
 """
