@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -212,3 +213,31 @@ def test_a_truncated_input_tar_keeps_the_samples_before_the_damage(tmp_path: Pat
         "0000701",
     ]
     assert stats(output)["00007"]["count"] == 3
+
+
+@pytest.mark.parametrize("compression", ["plain", "gzip"])
+def test_a_stage_without_transforms_copies_each_input_member_byte_for_byte(
+    tmp_path: Path, downloaded: Path, compression: str
+) -> None:
+    """A plain tar's members are copied by the kernel, a compressed one's through the stream:
+    either way the subset stage writes the input videos unchanged."""
+    source = tmp_path / "input"
+    source.mkdir()
+    data = (downloaded / "00000.tar").read_bytes()
+    (source / "00000.tar").write_bytes(gzip.compress(data) if compression == "gzip" else data)
+    output = tmp_path / "subset"
+    video2dataset(
+        url_list=str(source),
+        input_format="webdataset",
+        stage="subset",
+        output_folder=str(output),
+        output_format="webdataset",
+        config={"subsampling": {}},
+        **FAST,
+    )
+    written = tar_members(output / "00000.tar")
+    videos = {
+        name: body for name, body in tar_members(downloaded / "00000.tar").items() if name.endswith(".mp4")
+    }
+    assert len(videos) == 2
+    assert {name: written[name] for name in videos} == videos
