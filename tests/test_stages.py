@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
 import tarfile
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def test_a_truncated_input_tar_keeps_the_samples_before_the_damage(tmp_path: Pat
     assert stats(output)["00007"]["count"] == 3
 
 
-@pytest.mark.parametrize("compression", ["plain", "gzip"])
+@pytest.mark.parametrize("compression", ["plain", "gzip", "xz"])
 def test_a_stage_without_transforms_copies_each_input_member_byte_for_byte(
     tmp_path: Path, downloaded: Path, compression: str
 ) -> None:
@@ -224,7 +225,8 @@ def test_a_stage_without_transforms_copies_each_input_member_byte_for_byte(
     source = tmp_path / "input"
     source.mkdir()
     data = (downloaded / "00000.tar").read_bytes()
-    (source / "00000.tar").write_bytes(gzip.compress(data) if compression == "gzip" else data)
+    compress = {"plain": bytes, "gzip": gzip.compress, "xz": lzma.compress}[compression]
+    (source / "00000.tar").write_bytes(compress(data))
     output = tmp_path / "subset"
     video2dataset(
         url_list=str(source),
