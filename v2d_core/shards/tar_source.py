@@ -34,7 +34,7 @@ class TarSource:
 
     def copy(self, member: tarfile.TarInfo, sink: BinaryIO) -> None:
         """Write the data of ``member`` (a regular file of this tar) to ``sink``."""
-        if self.descriptor is None:
+        if self.descriptor is None or member.issparse():  # a sparse member's data is not one byte range
             source = self.tar.extractfile(member)
             assert source is not None  # regular files always have data
             shutil.copyfileobj(source, sink, COPY_BLOCK)
