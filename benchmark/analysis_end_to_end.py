@@ -263,8 +263,8 @@ def floor(videos: list[Video]) -> None:
         "decode every frame, in process (PyAV, 1 thread)": decode_every_frame,
         "decode every frame, an ffmpeg process (-f null)": ffmpeg_decode,
         "start an ffmpeg process (-version)": ffmpeg_start,
-        "v2d cut detection (decode, 64x36, scores)": cuts,
-        "v2d clipping of the 4 scenes (stream copy, one ffmpeg process)": clips,
+        "v2d cut detection (decode, 64x36 read off the planes, scores)": cuts,
+        "v2d clipping of the 4 scenes (stream copies cut in the worker)": clips,
         "v2d optical flow (decode, 28x16 at 2 fps, Farneback, .npy)": flow,
     }
     for what, step in steps.items():

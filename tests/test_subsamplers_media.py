@@ -19,7 +19,7 @@ from v2d_core.job import JobConfig
 from v2d_core.sample import Sample
 from v2d_core.subsamplers import runner
 from v2d_core.subsamplers.chain import apply_subsamplers, build_subsamplers
-from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, detect_cuts, scenes
+from v2d_core.subsamplers.cut_detection import CutDetectionSubsampler, analysis_frames, detect_cuts, scenes
 from v2d_core.subsamplers.frames import read_frames
 from v2d_core.subsamplers.optical_flow import OpticalFlowSubsampler
 from v2d_core.subsamplers.probe import FFProbeSubsampler
@@ -138,10 +138,8 @@ def test_cut_detection_answers_as_scenedetect_fed_frame_by_frame(tmp_path: Path)
         fps=FPS,
     )
     found = detect_cuts(video, CutDetectionArgs(framerates=(5,), threshold=12))
-    frames = list(
-        read_frames(video, width=80, height=60, timeout=30, what="t", interpolation="FAST_BILINEAR")
-    )
-    assert len(frames) == 306
+    frames = list(analysis_frames(video, timeout=30))
+    assert len(frames) == 306 and frames[0].shape == (60, 80, 3)
     for name, stride in (("cuts_original_fps", 1), ("cuts_5", 5)):
         detector, cuts = ContentDetector(threshold=12, min_scene_len=15), []
         for index, frame in enumerate(frames[::stride]):

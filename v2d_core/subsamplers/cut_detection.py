@@ -8,8 +8,9 @@ With ``cuts_are_clips`` the scenes become ``metadata["clips"]`` in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice, pairwise
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,46 +20,70 @@ from v2d_core.config import DEFAULT_MAX_PIXELS
 from v2d_core.errors import SubsampleError
 from v2d_core.sample import Sample
 from v2d_core.subsamplers.base import Subsampler
-from v2d_core.subsamplers.frames import read_frames
-from v2d_core.subsamplers.media import media_info
+from v2d_core.subsamplers.cut_frames import FrameSampler
+from v2d_core.subsamplers.frames import decoded_frames
+from v2d_core.subsamplers.media import MediaInfo, media_info
 from v2d_core.subsamplers.settings import CutDetectionArgs
 
 if TYPE_CHECKING:
     from scenedetect.detector import FlashFilter
 
-ANALYSIS_WIDTH = 64  # frames are downscaled by an integer factor to about this width
-BATCH_FRAMES = 256  # frames scored together (64x36 BGR: 1.8 MB a batch)
-
 
 @dataclass
 class _Track:
     """scenedetect's ContentDetector (default weights: hue, saturation and luma, no edges) over
-    every ``stride``-th frame, scored a batch at a time; cuts pass its ``FlashFilter`` as there."""
+    every ``stride``-th frame, scored a batch at a time; cuts pass its ``FlashFilter`` as there.
+
+    The filter is fed only the frames that can change its answer: the track's first frame, every
+    frame at or above the threshold, and the first frame ``min_scene_len`` frames after one (below
+    the threshold the filter acts there only; every other frame leaves it as it was).
+    """
 
     threshold: float
+    min_scene_len: int
     flash_filter: FlashFilter
     stride: int
     last: np.ndarray | None = None  # the HSV of the last frame scored
+    pending: int | None = None  # the last frame above the threshold, until min_scene_len after it
     cuts: list[int] = field(default_factory=list)
 
     def feed(self, first_index: int, fps: float, hsv: np.ndarray) -> None:
         """Score the track's frames among ``hsv`` (frames ``first_index``... of the video)."""
-        from scenedetect.common import FrameTimecode
+        import cv2  # scenedetect's dependency
 
         offset = -first_index % self.stride
-        chosen = hsv[offset :: self.stride]
+        chosen = hsv[offset :: self.stride].reshape(-1, hsv[0].size)
         if not len(chosen):
             return
-        previous = chosen[:1] if self.last is None else self.last[None]
-        stacked = np.concatenate([previous, chosen]).reshape(len(chosen) + 1, -1).astype(np.int16)
+        started = self.last is not None
+        previous = np.concatenate([chosen[:1] if self.last is None else self.last[None], chosen[:-1]])
         # the mean of the three channels' mean absolute differences: ContentDetector's frame score
         # (0 for the first frame)
-        scores = np.abs(np.diff(stacked, axis=0)).sum(axis=1) / stacked.shape[1]
-        for number, score in enumerate(scores):
-            index = first_index + offset + number * self.stride
-            found = self.flash_filter.filter(FrameTimecode(index, fps), bool(score >= self.threshold))
-            self.cuts += [cut.frame_num for cut in found]
+        sums = cv2.reduce(cv2.absdiff(chosen, previous), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0]
+        frames = first_index + offset + self.stride * np.arange(len(chosen))
+        above = sums / chosen.shape[1] >= self.threshold
+        if not started and not above[0]:
+            self._filter(int(frames[0]), False, fps)
+        for position in np.flatnonzero(above):
+            self._settle(frames[:position], fps)
+            self._filter(int(frames[position]), True, fps)
+        self._settle(frames, fps)
         self.last = chosen[-1]
+
+    def _settle(self, frames: np.ndarray, fps: float) -> None:
+        """Feed the filter the first of ``frames`` (all below the threshold after the pending one)
+        that is ``min_scene_len`` past the pending frame, if there is one."""
+        if self.pending is None:
+            return
+        position = int(np.searchsorted(frames, self.pending + max(self.min_scene_len, 1)))
+        if position < len(frames):
+            self._filter(int(frames[position]), False, fps)
+
+    def _filter(self, index: int, above: bool, fps: float) -> None:
+        from scenedetect.common import FrameTimecode
+
+        self.cuts += [cut.frame_num for cut in self.flash_filter.filter(FrameTimecode(index, fps), above)]
+        self.pending = index if above else None
 
 
 def scenes(cuts: list[int], frame_count: int, mode: str) -> list[list[int]]:
@@ -79,24 +104,12 @@ def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MA
     tracks = {"cuts_original_fps": _track(args, 1)}
     for rate in args.framerates or ():
         tracks[f"cuts_{rate}"] = _track(args, max(int(fps // rate) - 1, 0) + 1)
-    factor = max(1, info.width // ANALYSIS_WIDTH)
-    width, height = max(1, info.width // factor), max(1, info.height // factor)
-    # scaled as scenedetect's own downscale does it (OpenCV's INTER_LINEAR: a few source pixels each)
-    frames = read_frames(
-        path,
-        width=width,
-        height=height,
-        timeout=args.timeout,
-        what="cut detection",
-        interpolation="FAST_BILINEAR",
-        max_pixels=max_pixels,
-    )
     count = 0
-    while batch := tuple(islice(frames, BATCH_FRAMES)):
-        hsv = _hsv(batch)
+    for bgr in _batches(path, info, args.timeout, max_pixels):
+        hsv = _hsv(bgr)
         for track in tracks.values():
             track.feed(count, fps, hsv)
-        count += len(batch)
+        count += len(bgr)
     if count == 0:
         raise SubsampleError("cut detection decoded no frames")
     result: dict[str, Any] = {"original_fps": fps}
@@ -105,19 +118,38 @@ def detect_cuts(path: Path, args: CutDetectionArgs, max_pixels: int = DEFAULT_MA
     return result
 
 
-def _hsv(frames: tuple[np.ndarray, ...]) -> np.ndarray:
-    """The frames in OpenCV's HSV, converted as one tall image."""
+def analysis_frames(
+    path: Path, *, timeout: float, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[np.ndarray]:
+    """The small BGR frames cut detection scores, one by one (see :mod:`~v2d_core.subsamplers.cut_frames`)."""
+    for batch in _batches(path, media_info(path, "video"), timeout, max_pixels):
+        yield from batch
+
+
+def _batches(path: Path, info: MediaInfo, timeout: float, max_pixels: int) -> Iterator[np.ndarray]:
+    sampler = FrameSampler(info.width, info.height)
+    for frame in decoded_frames(path, timeout=timeout, what="cut detection", max_pixels=max_pixels):
+        sampler.add(frame)
+        if sampler.full:
+            yield sampler.bgr()
+    if sampler.count:
+        yield sampler.bgr()
+
+
+def _hsv(bgr: np.ndarray) -> np.ndarray:
+    """BGR frames in OpenCV's HSV, converted as one tall image."""
     import cv2  # scenedetect's dependency
 
-    height = frames[0].shape[0]
-    tall = cv2.cvtColor(np.concatenate(frames), cv2.COLOR_BGR2HSV)
-    return tall.reshape(len(frames), height, *tall.shape[1:])
+    count, height, width, _ = bgr.shape
+    return cv2.cvtColor(bgr.reshape(-1, width, 3), cv2.COLOR_BGR2HSV).reshape(count, height, width, 3)
 
 
 def _track(args: CutDetectionArgs, stride: int) -> _Track:
     from scenedetect.detector import FlashFilter  # with the first video to cut: scenedetect loads OpenCV
 
-    return _Track(args.threshold, FlashFilter(FlashFilter.Mode.MERGE, args.min_scene_len), stride)
+    return _Track(
+        args.threshold, args.min_scene_len, FlashFilter(FlashFilter.Mode.MERGE, args.min_scene_len), stride
+    )
 
 
 class CutDetectionSubsampler(Subsampler):

@@ -45,10 +45,23 @@ def read_frames(
 
     The whole iteration, consumer's time included, is limited to ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    _check_regular_file(path, what)
     reformatter = VideoReformatter()
     method = Interpolation[interpolation]
+    for frame in decoded_frames(path, fps=fps, timeout=timeout, what=what, max_pixels=max_pixels):
+        try:
+            small = reformatter.reformat(frame, width, height, pix_fmt, interpolation=method)
+        except (av.FFmpegError, ValueError) as error:
+            raise FFmpegError(f"{what} failed: {error}") from None
+        yield small.to_ndarray()
+
+
+def decoded_frames(
+    path: Path, *, fps: float | None = None, timeout: float, what: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[av.VideoFrame]:
+    """``path``'s first video stream's frames as the decoder gives them (as :func:`read_frames`
+    picks them, before any conversion), for an analysis that reads the planes itself."""
+    deadline = time.monotonic() + timeout
+    _check_regular_file(path, what)
     try:
         with open_media(path, max_pixels=max_pixels) as container:
             if not container.streams.video:
@@ -60,8 +73,7 @@ def read_frames(
                 if time.monotonic() > deadline:
                     raise SubsampleTimeoutError(f"{what} took longer than {timeout:g}s")
                 if ticks.keep(frame):
-                    small = reformatter.reformat(frame, width, height, pix_fmt, interpolation=method)
-                    yield small.to_ndarray()
+                    yield frame
     except (av.FFmpegError, OSError, ValueError) as error:
         raise FFmpegError(f"{what} failed: {error}") from None
 

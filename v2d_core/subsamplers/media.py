@@ -8,6 +8,7 @@ with optional ``keyframe_timestamps``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +22,7 @@ from v2d_core.fetch.media_check import FAST_OPEN
 from v2d_core.media_input import open_media
 
 DEADLINE_CHECK_PACKETS = 256
+SUMMARIES_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +54,26 @@ def media_info(path: Path, what: str = "media") -> MediaInfo:
 
     An mp4/mov header holds every fact of the summary: it is read without probing any packet
     (half the cost of a probed open); other containers, or a header that leaves a fact out,
-    are probed.
-    """
+    are probed. The last few summaries are kept, keyed by the file's identity and modification
+    time, so the steps of one sample's chain (cut detection, then clipping) open the file once
+    for it."""
+    status = path.stat() if path.is_file() else None
+    if status is None:
+        return _summary(path, what)
+    return _cached_summary(path, what, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=SUMMARIES_KEPT)
+def _cached_summary(path: Path, what: str, inode: int, size: int, modified: int) -> MediaInfo:
+    return _summary(path, what)
+
+
+def _summary(path: Path, what: str) -> MediaInfo:
     info = _from_header(path)
     if info is not None:
         return info
     with _open(path, what) as container:
-        return _summary(container)
+        return _from_container(container)
 
 
 def _from_header(path: Path) -> MediaInfo | None:
@@ -68,14 +83,14 @@ def _from_header(path: Path) -> MediaInfo | None:
             if not container.format.name.startswith("mov,"):
                 return None
             indexed = all(s.frames for s in container.streams if s.type in ("video", "audio"))
-            info = _summary(container)
+            info = _from_container(container)
     except (av.FFmpegError, OSError, ValueError):
         return None
     sized = not info.has_video or (info.width > 0 and info.height > 0 and info.fps is not None)
     return info if indexed and sized else None
 
 
-def _summary(container: av.container.InputContainer) -> MediaInfo:
+def _from_container(container: av.container.InputContainer) -> MediaInfo:
     duration = container.duration / av.time_base if container.duration else None
     audio = container.streams.audio[0] if container.streams.audio else None
     audio_codec = (audio.codec_context.name or "unknown") if audio is not None else None
