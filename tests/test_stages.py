@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import lzma
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import pytest
 from tests.helpers import stats, status_rows
 from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
+from v2d_core.shards.tar_source import open_tar
 from v2d_core.testing.media import make_video
 from v2d_core.testing.server import MediaServer
 
@@ -212,3 +217,50 @@ def test_a_truncated_input_tar_keeps_the_samples_before_the_damage(tmp_path: Pat
         "0000701",
     ]
     assert stats(output)["00007"]["count"] == 3
+
+
+@pytest.mark.parametrize("compression", ["plain", "gzip", "xz"])
+def test_a_stage_without_transforms_copies_each_input_member_byte_for_byte(
+    tmp_path: Path, downloaded: Path, compression: str
+) -> None:
+    """A plain tar's members are copied by the kernel, a compressed one's through the stream:
+    either way the subset stage writes the input videos unchanged."""
+    source = tmp_path / "input"
+    source.mkdir()
+    data = (downloaded / "00000.tar").read_bytes()
+    compress = {"plain": bytes, "gzip": gzip.compress, "xz": lzma.compress}[compression]
+    (source / "00000.tar").write_bytes(compress(data))
+    output = tmp_path / "subset"
+    video2dataset(
+        url_list=str(source),
+        input_format="webdataset",
+        stage="subset",
+        output_folder=str(output),
+        output_format="webdataset",
+        config={"subsampling": {}},
+        **FAST,
+    )
+    written = tar_members(output / "00000.tar")
+    videos = {
+        name: body for name, body in tar_members(downloaded / "00000.tar").items() if name.endswith(".mp4")
+    }
+    assert len(videos) == 2
+    assert {name: written[name] for name in videos} == videos
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar writes the sparse member")
+def test_a_sparse_member_of_a_plain_tar_is_copied_with_its_holes(tmp_path: Path) -> None:
+    """A sparse member's data is not one byte range of the tar: it is expanded, not copied raw."""
+    original = tmp_path / "0000100.mp4"
+    with original.open("wb") as handle:
+        handle.write(b"head")
+        handle.seek(1 << 20)
+        handle.write(b"tail")
+    tar_path = tmp_path / "00001.tar"
+    subprocess.run(["tar", "--sparse", "-cf", str(tar_path), "-C", str(tmp_path), original.name], check=True)
+    copy = tmp_path / "copy"
+    with open_tar(str(tar_path)) as source, copy.open("wb") as sink:
+        (member,) = list(source.tar)
+        assert member.issparse()
+        source.copy(member, sink)
+    assert copy.read_bytes() == original.read_bytes()

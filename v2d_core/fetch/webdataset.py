@@ -21,7 +21,6 @@ import gzip
 import json
 import lzma
 import re
-import shutil
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -32,8 +31,8 @@ from typing import Any
 from v2d_core.errors import NotMediaError
 from v2d_core.fetch.base import FetchResult
 from v2d_core.sample import Sample
-from v2d_core.shards.reader import COPY_BLOCK, tar_members
-from v2d_core.storage import fresh_fs
+from v2d_core.shards.reader import tar_members
+from v2d_core.shards.tar_source import TarSource, open_tar
 from v2d_core.text import valid_text
 
 MODALITY_OF_EXTENSION = {
@@ -68,24 +67,23 @@ def read_tar_samples(tar_url: str, tmp: str) -> Iterator[TarItem]:
     being read when it broke becomes one failed row saying where (a tar broken before its first
     member: a row keyed by the tar's name).
     """
-    fs, path = fresh_fs(tar_url)
     group: _Group | None = None
-    tar: tarfile.TarFile | None = None
+    source: TarSource | None = None
     try:
-        with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+        with open_tar(tar_url) as source:
             seen: set[str] = set()
-            for index, (key, ext, member) in enumerate(tar_members(tar)):
+            for index, (key, ext, member) in enumerate(tar_members(source.tar)):
                 if group is None or key != group.key:
                     if group is not None:
                         yield _sample(group)
                     group = _Group(key, Path(tmp) / str(index), _key_problem(key, seen))
                     group.workdir.mkdir()
                     seen.add(key)
-                _copy_member(tar, member, ext, group)
+                _copy_member(source, member, ext, group)
     except BROKEN_TAR_ERRORS as error:
-        offset = tar.offset if tar is not None else 0
+        offset = source.tar.offset if source is not None else 0
         if group is None:
-            name = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar")
+            name = tar_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tar")
             group = _Group(name, Path(tmp) / "broken", None)
             group.workdir.mkdir()
         group.problem = f"input tar {tar_url} breaks near byte {offset}: {type(error).__name__}: {error}"
@@ -103,7 +101,7 @@ def _key_problem(key: str, seen: set[str]) -> str | None:
     return None
 
 
-def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str, group: _Group) -> None:
+def _copy_member(source: TarSource, member: tarfile.TarInfo, ext: str, group: _Group) -> None:
     """Copy a member the sample uses to a file named by its position; note a member that is no file."""
     if not member.isfile():
         group.problem = (
@@ -112,11 +110,9 @@ def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str, group:
         return
     if ext not in KEPT_EXTENSIONS:
         return
-    source = tar.extractfile(member)
-    assert source is not None  # regular files always have data
     target = group.workdir / f"{len(group.files)}.{ext}"
     with target.open("wb") as sink:
-        shutil.copyfileobj(source, sink, COPY_BLOCK)
+        source.copy(member, sink)
     group.files[ext] = target
 
 

@@ -9,7 +9,6 @@ each a ``tf.train.Example`` whose ``key`` feature names its sample.
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import tarfile
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ from tfrecord import example_pb2
 
 from v2d_core.shards.layout import ShardLayout
 from v2d_core.shards.stats import ShardStats
+from v2d_core.shards.tar_source import open_tar
 from v2d_core.storage import fresh_fs
 
 TRANSIENT_COLUMN = "error_transient"  # the status parquet's last status column; media columns follow
-COPY_BLOCK = 1 << 20
 Parts = dict[str, Path]
 
 
@@ -122,9 +121,8 @@ def tar_members(tar: tarfile.TarFile) -> Iterator[tuple[str, str, tarfile.TarInf
 
 def tar_keys(tar_url: str) -> list[str]:
     """The sample keys of a tar, in order, each once."""
-    fs, path = fresh_fs(tar_url)
-    with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
-        return list(dict.fromkeys(key for key, _, _ in tar_members(tar)))
+    with open_tar(tar_url) as source:
+        return list(dict.fromkeys(key for key, _, _ in tar_members(source.tar)))
 
 
 def tfrecord_features(handle: IO[bytes]) -> Iterator[tuple[str, set[str]]]:
@@ -152,20 +150,18 @@ def _by_key(names: Iterator[tuple[str, str]]) -> dict[str, set[str]]:
 
 
 def _tar_parts(tar_url: str, folder: Path) -> Iterator[tuple[str, Parts]]:
-    fs, path = fresh_fs(tar_url)
-    with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
+    with open_tar(tar_url) as source:
         current, parts = None, {}
-        for index, (key, ext, member) in enumerate(tar_members(tar)):
+        for index, (key, ext, member) in enumerate(tar_members(source.tar)):
             if key != current and current is not None:
                 yield current, parts
                 parts = {}
             current = key
-            source = tar.extractfile(member)
-            if source is None:
+            if not member.isfile():
                 continue
             parts[ext] = folder / str(index)
             with parts[ext].open("wb") as sink:
-                shutil.copyfileobj(source, sink, COPY_BLOCK)
+                source.copy(member, sink)
         if current is not None:
             yield current, parts
 

@@ -18,6 +18,7 @@ from typing import Any
 import av
 
 from v2d_core.errors import FFmpegError, SubsampleTimeoutError
+from v2d_core.fetch.media_check import FAST_OPEN
 from v2d_core.media_input import open_media
 
 DEADLINE_CHECK_PACKETS = 256
@@ -51,8 +52,11 @@ def _open(path: Path, what: str) -> av.container.InputContainer:
 def media_info(path: Path, what: str = "media") -> MediaInfo:
     """Summarise ``path``; an unreadable file raises :class:`FFmpegError`.
 
-    The last few summaries are kept, keyed by the file's identity and modification time, so the
-    steps of one sample's chain (cut detection, then clipping) open the file once for it."""
+    An mp4/mov header holds every fact of the summary: it is read without probing any packet
+    (half the cost of a probed open); other containers, or a header that leaves a fact out,
+    are probed. The last few summaries are kept, keyed by the file's identity and modification
+    time, so the steps of one sample's chain (cut detection, then clipping) open the file once
+    for it."""
     status = path.stat() if path.is_file() else None
     if status is None:
         return _summary(path, what)
@@ -65,22 +69,43 @@ def _cached_summary(path: Path, what: str, inode: int, size: int, modified: int)
 
 
 def _summary(path: Path, what: str) -> MediaInfo:
+    info = _from_header(path)
+    if info is not None:
+        return info
     with _open(path, what) as container:
-        duration = container.duration / av.time_base if container.duration else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        audio_codec = (audio.codec_context.name or "unknown") if audio is not None else None
-        video = container.streams.video[0] if container.streams.video else None
-        if video is None:
-            return MediaInfo(duration=duration, audio_codec=audio_codec)
-        rate = video.average_rate or video.base_rate or video.guessed_rate
-        return MediaInfo(
-            duration=duration,
-            width=video.codec_context.width,
-            height=video.codec_context.height,
-            fps=Fraction(rate) if rate else None,
-            has_video=True,
-            audio_codec=audio_codec,
-        )
+        return _from_container(container)
+
+
+def _from_header(path: Path) -> MediaInfo | None:
+    """The summary of an mp4/mov read from its header alone; None when the header does not hold it all."""
+    try:
+        with open_media(path, FAST_OPEN) as container:
+            if not container.format.name.startswith("mov,"):
+                return None
+            indexed = all(s.frames for s in container.streams if s.type in ("video", "audio"))
+            info = _from_container(container)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+    sized = not info.has_video or (info.width > 0 and info.height > 0 and info.fps is not None)
+    return info if indexed and sized else None
+
+
+def _from_container(container: av.container.InputContainer) -> MediaInfo:
+    duration = container.duration / av.time_base if container.duration else None
+    audio = container.streams.audio[0] if container.streams.audio else None
+    audio_codec = (audio.codec_context.name or "unknown") if audio is not None else None
+    video = container.streams.video[0] if container.streams.video else None
+    if video is None:
+        return MediaInfo(duration=duration, audio_codec=audio_codec)
+    rate = video.average_rate or video.base_rate or video.guessed_rate
+    return MediaInfo(
+        duration=duration,
+        width=video.codec_context.width,
+        height=video.codec_context.height,
+        fps=Fraction(rate) if rate else None,
+        has_video=True,
+        audio_codec=audio_codec,
+    )
 
 
 def probe(path: Path, *, keyframes: bool, timeout: float) -> dict[str, Any]:
