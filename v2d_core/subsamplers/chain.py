@@ -1,7 +1,7 @@
 """The chain of subsamplers a job's ``subsampling`` section asks for, and running a sample through it.
 
 The parsed section (:class:`~v2d_core.subsamplers.settings.SubsamplingConfig`) becomes a
-chain of at most five steps::
+chain of at most six steps::
 
     SourceCheckSubsampler    -> a failed row for an unreadable or too large input video (re-processing
                                 stages; the download stage checks the same while fetching)
@@ -10,7 +10,8 @@ chain of at most five steps::
     CutDetectionSubsampler   -> metadata["cuts"] (+ "clips") (otherwise, when configured)
     TranscodeSubsampler      -> new video / audio files, one sample per clip: Resolution, Frame,
                                 AudioRate and Clipping fused into ONE ffmpeg process per sample
-                                (per batch of nearby clips): one decode, one encode per output
+                                (per batch of nearby clips): one decode, one encode per output;
+                                clips that are stream copies of an mp4/mov are cut in the worker
     OpticalFlowSubsampler    -> streams["optical_flow"] (.npy) + flow magnitudes
 
 With both cut detection and optical flow, one decode of the source serves both:
