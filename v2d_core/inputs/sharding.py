@@ -21,6 +21,7 @@ import pyarrow as pa
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from v2d_core.arrow_arrays import typed_array
 from v2d_core.errors import InputError
 from v2d_core.inputs.url_lists import input_files, read_batches
 from v2d_core.job import JobConfig
@@ -159,7 +160,7 @@ def _write_shard(job: JobConfig, shard_dir: str, shard_id: int, table: pa.Table)
 def _canonical_ipc(table: pa.Table) -> pa.Buffer:
     """``table`` as an Arrow IPC file whose bytes depend only on its rows and schema: a copy into
     fresh buffers first, since a slice of a read batch keeps the bytes around it."""
-    fresh = table.take(pa.array(range(table.num_rows), pa.int64())).combine_chunks()
+    fresh = table.take(typed_array(range(table.num_rows), pa.int64())).combine_chunks()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, fresh.schema) as writer:
         writer.write_table(fresh)

@@ -36,6 +36,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from v2d_core.arrow_arrays import typed_array
 from v2d_core.errors import ConfigError, InputError
 from v2d_core.job import JobConfig
 from v2d_core.storage import fresh_fs
@@ -215,14 +216,14 @@ def _utf8(array: pa.Array, kind: pa.DataType) -> pa.Array:
         return array.cast(kind)
     except pa.ArrowInvalid:
         values = array.to_pylist()
-        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], kind)
+        return typed_array([None if v is None else v.decode("utf-8", "replace") for v in values], kind)
 
 
 # --- clips -------------------------------------------------------------------------------
 
 
 def _clips_array(array: pa.Array) -> pa.Array:
-    return pa.array([clips_json(value) for value in array.to_pylist()], pa.string())
+    return typed_array([clips_json(value) for value in array.to_pylist()], pa.string())
 
 
 def clips_json(value: Any) -> str | None:
@@ -287,7 +288,7 @@ def _read_txt(path: str, columns: list[_Column]) -> Iterator[pa.RecordBatch]:
         urls = (line.strip() for line in handle)
         non_empty = (url for url in urls if url)
         while chunk := list(islice(non_empty, BATCH_ROWS)):
-            yield pa.record_batch([pa.array(chunk, pa.string())], names=["url"])
+            yield pa.record_batch([typed_array(chunk, pa.string())], names=["url"])
 
 
 def _read_csv(
@@ -430,10 +431,10 @@ def _json_batch(
 
 def _json_array(values: list[Any], option: str) -> pa.Array:
     if option == "clip_col":
-        return pa.array([clips_json(value) for value in values], pa.string())
+        return typed_array([clips_json(value) for value in values], pa.string())
     if option in _TEXT_OPTIONS:
         text = [value if value is None or isinstance(value, str) else json.dumps(value) for value in values]
-        return pa.array([valid_text(value) if value is not None else None for value in text], pa.string())
+        return typed_array([valid_text(value) if value is not None else None for value in text], pa.string())
     return pa.array([valid_text(value) if isinstance(value, str) else value for value in values])
 
 

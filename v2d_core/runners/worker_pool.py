@@ -10,16 +10,15 @@ import multiprocessing
 import multiprocessing.forkserver
 from multiprocessing.context import BaseContext
 
-# The shard loop, the direct-file fetchers and the usual writers. pyarrow imports pandas on a
-# shard's first parquet write: once here too, not once per worker. yt-dlp, scenedetect, OpenCV
-# and tfrecord load in the worker that uses them.
+# The shard loop, the direct-file fetchers and the usual writers (their parquet rows never make
+# pyarrow import pandas: v2d_core.arrow_arrays). yt-dlp, scenedetect, OpenCV and tfrecord load in
+# the worker that uses them.
 WORKER_PRELOAD = [
     "v2d_core.shards.entry",
     "v2d_core.fetch.http",
     "v2d_core.fetch.ytdlp",
     "v2d_core.writers.files",
     "v2d_core.writers.webdataset",
-    "pandas",
 ]
 
 

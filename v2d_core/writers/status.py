@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from v2d_core.arrow_arrays import typed_array
 from v2d_core.errors import InputError
 from v2d_core.redact import redact_url
 from v2d_core.sample import STATUS_COLUMNS, Sample, Status
@@ -112,7 +113,9 @@ class ParquetRows:
 
     def _flush(self) -> None:
         if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._writer.schema))
+            schema = self._writer.schema
+            columns = [typed_array([row.get(f.name) for row in self._rows], f.type) for f in schema]
+            self._writer.write_table(pa.Table.from_arrays(columns, schema=schema))
         self._rows.clear()
         self._bytes = 0
 
