@@ -171,10 +171,11 @@ def run_n(videos: int, base_url: str, keep: set[int], args: argparse.Namespace) 
     for name, results, rate in (("raw fetch", raw, raw_rate), ("v2d cli  ", v2d, v2d_rate)):
         rounds = ", ".join(f"{m.seconds:.2f}s" for m in results)
         cpu_ms = statistics.median(m.cpu for m in results) / videos * 1000
+        user_ms = statistics.median(m.user for m in results) / videos * 1000
         system_ms = statistics.median(m.system for m in results) / videos * 1000
         peak = max(m.peak_rss for m in results) / 2**20
         print(f"  {name}: {rate:6.1f} videos/s (rounds {rounds}); ", end="")
-        print(f"{cpu_ms:.1f} ms CPU/video ({system_ms:.1f} in the kernel); ", end="")
+        print(f"{cpu_ms:.1f} ms CPU/video (user {user_ms:.1f}, kernel {system_ms:.1f}); ", end="")
         print(f"peak RSS {peak:.0f} MiB")
     print(f"  ratio v2d/raw: {v2d_rate / raw_rate:.2f}")
 
