@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from multiprocessing.queues import Queue
@@ -17,7 +18,14 @@ from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
 from v2d_core.redact import redact_text
 from v2d_core.runners.lifetime import watch_main_process
-from v2d_core.runners.progress import FiguresObserver, Progress, SampleEvent, ShardEvent, WorkerEvent
+from v2d_core.runners.progress import (
+    FiguresObserver,
+    Progress,
+    SampleBatch,
+    SampleEvent,
+    ShardEvent,
+    WorkerEvent,
+)
 from v2d_core.runners.run import RunSummary, portable_job, retry_rounds
 from v2d_core.runners.worker_pool import process_context
 from v2d_core.sample import Sample
@@ -110,6 +118,7 @@ def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
 
 
 _events: Queue[WorkerEvent | None] | None = None
+REPORT_EVERY = 0.25
 
 
 def _init_worker(
@@ -128,13 +137,35 @@ def _init_worker(
 
 
 def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
-    def report(sample: Sample, downloaded: int) -> None:
-        if _events is not None:
-            _events.put(SampleEvent.of(spec.shard_id, sample, downloaded))
-
     from v2d_core.shards.entry import run_shard  # preloaded by the forkserver
 
-    result = run_shard(spec, job, on_sample=report)
-    if _events is not None:
-        _events.put(ShardEvent(spec.shard_id))
+    if _events is None:
+        return run_shard(spec, job)
+    reporter = _Reporter(_events, spec.shard_id)
+    result = run_shard(spec, job, on_sample=reporter.report)
+    reporter.flush()
+    _events.put(ShardEvent(spec.shard_id))
     return result
+
+
+class _Reporter:
+    """A shard's finished rows, sent to the progress relay in batches at most every
+    ``REPORT_EVERY`` seconds: one queue message (a pickle, a pipe write and a wake-up of the
+    queue's feeder thread and of the relay) for many rows, instead of one per row."""
+
+    def __init__(self, events: Queue[WorkerEvent | None], shard_id: int) -> None:
+        self._events = events
+        self._shard_id = shard_id
+        self._pending: list[SampleEvent] = []
+        self._sent = time.monotonic()
+
+    def report(self, sample: Sample, downloaded: int) -> None:
+        self._pending.append(SampleEvent.of(self._shard_id, sample, downloaded))
+        if time.monotonic() - self._sent >= REPORT_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._events.put(SampleBatch(tuple(self._pending)))
+            self._pending = []
+        self._sent = time.monotonic()

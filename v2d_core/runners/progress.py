@@ -1,8 +1,9 @@
 """A live view of a run: videos/s, bytes/s and failures as workers report their rows.
 
-Workers send one small :class:`SampleEvent` per finished input row and a :class:`ShardEvent`
-when a shard is committed; :class:`Progress` keeps running totals, draws a tqdm bar and
-passes its :class:`~v2d_core.runners.figures.Figures` to an observer (W&B) now and then.
+Workers send a :class:`SampleBatch` of small :class:`SampleEvent` (one per finished input row)
+now and then, and a :class:`ShardEvent` when a shard is committed; :class:`Progress` keeps
+running totals, draws a tqdm bar and passes its :class:`~v2d_core.runners.figures.Figures` to
+an observer (W&B) now and then.
 """
 
 from __future__ import annotations
@@ -42,13 +43,19 @@ class SampleEvent(NamedTuple):
         return cls(shard_id, str(sample.status), downloaded, error, sample.key, sample.url)
 
 
+class SampleBatch(NamedTuple):
+    """The rows a worker finished since its last batch (one message for many rows)."""
+
+    events: tuple[SampleEvent, ...]
+
+
 class ShardEvent(NamedTuple):
     """A shard was written and committed."""
 
     shard_id: int
 
 
-WorkerEvent = SampleEvent | ShardEvent
+WorkerEvent = SampleBatch | ShardEvent
 
 
 class ErrorSample(NamedTuple):
@@ -86,19 +93,20 @@ class Progress:
         if isinstance(event, ShardEvent):
             self.shard_done(event.shard_id)
         else:
-            self.sample_done(event)
+            self.samples_done(event.events)
 
-    def sample_done(self, event: SampleEvent) -> None:
-        """Record one finished input row."""
+    def samples_done(self, events: tuple[SampleEvent, ...]) -> None:
+        """Record finished input rows."""
         with self._lock:
-            counts = {"samples": 1, event.status: 1, "bytes": event.bytes}
-            self._totals.update(counts)
-            self._per_shard.setdefault(event.shard_id, Counter()).update(counts)
-            if event.error is not None and len(self.error_samples) < MAX_ERROR_SAMPLES:
-                self.error_samples.setdefault(event.error, ErrorSample(event.key or "", event.url or ""))
+            for event in events:
+                counts = {"samples": 1, event.status: 1, "bytes": event.bytes}
+                self._totals.update(counts)
+                self._per_shard.setdefault(event.shard_id, Counter()).update(counts)
+                if event.error is not None and len(self.error_samples) < MAX_ERROR_SAMPLES:
+                    self.error_samples.setdefault(event.error, ErrorSample(event.key or "", event.url or ""))
             figures = self._figures()
             self._bar.set_postfix_str(_postfix(figures), refresh=False)
-            self._bar.update(1)
+            self._bar.update(len(events))
         if time.monotonic() - self._observed >= self._observe_every:
             self._observe(figures)
 
