@@ -10,7 +10,9 @@ in alternating rounds of one run, with the same shape: ``--processes`` processes
 
 Each side is timed from launch to exit (start-up included). CPU is every process of the
 command (this script is their subreaper, so orphans such as the forkserver are counted);
-peak memory is the summed RSS of the command's processes. Prints the ratio v2d / raw.
+peak memory is the summed RSS of the command's processes. Prints the ratio v2d / raw, and the
+last v2d round's CPU by process (the planning process, the forkserver, its workers; polled
+every 50 ms, so each process's last 50 ms are missing).
 
     pip install -e ".[bench]"
     python benchmark/download_throughput.py --videos 200 2000 --rounds 3
@@ -53,6 +55,7 @@ class Measure:
     user: float
     system: float
     peak_rss: int
+    by_role: dict[str, tuple[float, float]]
 
     @property
     def cpu(self) -> float:
@@ -75,14 +78,32 @@ def become_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
-def _peak_tree_rss(root: psutil.Process, done: threading.Event, samples: list[int]) -> None:
+def _watch_tree(
+    root: psutil.Process, done: threading.Event, samples: list[int], cpu: dict[int, tuple[str, float, float]]
+) -> None:
+    """Sample the tree's summed RSS, and each process's role and CPU (user, system) as last seen."""
     while not done.is_set():
         try:
             tree = [root, *root.children(recursive=True)]
             samples.append(sum(p.memory_info().rss for p in tree if p.is_running()))
         except psutil.Error:
             pass
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                cpu[process.pid] = (_role(root, process), times.user, times.system)
         done.wait(0.05)
+
+
+def _role(root: psutil.Process, process: psutil.Process) -> str:
+    if process.pid == root.pid:
+        return "planner"
+    command = " ".join(process.cmdline())
+    if "forkserver import main" in command:
+        parent = process.parent()
+        forked = parent is not None and "forkserver import main" in " ".join(parent.cmdline())
+        return "worker" if forked else "forkserver"
+    return "resource_tracker" if "resource_tracker" in command else "other"
 
 
 def _reap_all(keep: set[int]) -> None:
@@ -97,10 +118,11 @@ def measure(command: list[str], keep: set[int]) -> Measure:
     """Run ``command``; its wall time, the CPU of it and all its descendants, its peak RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     samples: list[int] = []
+    cpu: dict[int, tuple[str, float, float]] = {}
     done = threading.Event()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watcher = threading.Thread(target=_peak_tree_rss, args=(psutil.Process(process.pid), done, samples))
+    watcher = threading.Thread(target=_watch_tree, args=(psutil.Process(process.pid), done, samples, cpu))
     watcher.start()
     _, errors = process.communicate()
     code = process.returncode
@@ -112,7 +134,11 @@ def measure(command: list[str], keep: set[int]) -> Measure:
     if code != 0:
         raise SystemExit(f"{command[:3]} failed with exit code {code}:\n{errors}")
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
-    return Measure(elapsed, user, system, max(samples, default=0))
+    by_role: dict[str, tuple[float, float]] = {}
+    for role, role_user, role_system in cpu.values():
+        so_far = by_role.get(role, (0.0, 0.0))
+        by_role[role] = (so_far[0] + role_user, so_far[1] + role_system)
+    return Measure(elapsed, user, system, max(samples, default=0), by_role)
 
 
 def raw_command(url_list: Path, output: Path, args: argparse.Namespace) -> list[str]:
@@ -178,6 +204,9 @@ def run_n(videos: int, base_url: str, keep: set[int], args: argparse.Namespace) 
         print(f"{cpu_ms:.1f} ms CPU/video (user {user_ms:.1f}, kernel {system_ms:.1f}); ", end="")
         print(f"peak RSS {peak:.0f} MiB")
     print(f"  ratio v2d/raw: {v2d_rate / raw_rate:.2f}")
+    roles = sorted(v2d[-1].by_role.items(), key=lambda item: -sum(item[1]))
+    shares = ", ".join(f"{role} {u / videos * 1000:.2f} / {s / videos * 1000:.2f}" for role, (u, s) in roles)
+    print(f"  v2d CPU ms per video by process, user / kernel (last round): {shares}")
 
 
 def main() -> None:
