@@ -1,9 +1,14 @@
-"""Small readers shared by the end-to-end tests."""
+"""Small readers and servers shared by the tests."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -40,3 +45,31 @@ def stats(output: Path) -> dict[str, dict]:
     return {
         p.name.removesuffix("_stats.json"): json.loads(p.read_text()) for p in output.glob("*_stats.json")
     }
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    """Serves a folder's files without logging each request."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler] | functools.partial) -> Iterator[str]:
+    """``handler`` served on 127.0.0.1 from a thread; yields the server's base url."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def serving_folder(root: Path) -> Iterator[str]:
+    """The files of ``root`` served on 127.0.0.1; yields the base url."""
+    with serving(functools.partial(QuietFiles, directory=str(root))) as base:
+        yield base

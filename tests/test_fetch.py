@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import av
 import pytest
 
-from tests.helpers import fetched_media
+from tests.helpers import fetched_media, serving, serving_folder
 from v2d_core.config import DEFAULT_MAX_PIXELS, ReadingConfig, YtArgs
 from v2d_core.errors import (
     ConfigError,
@@ -237,13 +235,8 @@ class _TrickleHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def trickle_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/slow.mp4"
-    server.shutdown()
-    server.server_close()
+    with serving(_TrickleHandler) as base:
+        yield f"{base}/slow.mp4"
 
 
 def test_trickling_body_hits_the_overall_deadline(trickle_url: str, tmp_path: Path) -> None:
@@ -392,18 +385,8 @@ def subtitled_page(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         '<source src="clip.mp4" type="video/mp4">'
         '<track kind="subtitles" src="clip.en.vtt" srclang="en"></video></body></html>'
     )
-    handler = functools.partial(_QuietFiles, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/watch.html"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
+    with serving_folder(root) as base:
+        yield f"{base}/watch.html"
 
 
 def test_ytdlp_subtitles_are_fetched_and_parsed(subtitled_page: str, tmp_path: Path) -> None:

@@ -4,16 +4,16 @@ server and a real forwarding proxy on 127.0.0.1."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from requests.models import DEFAULT_REDIRECT_LIMIT as MAX_REDIRECTS
 
+from tests.helpers import serving
 from tests.proxy_server import ForwardingProxy
 from v2d_core.config import ReadingConfig, YtArgs
 from v2d_core.errors import HTTPStatusError, RefusedUrlError, UnsupportedUrlError
@@ -116,13 +116,8 @@ class _LoopHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def loop_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoopHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/loop.mp4"
-    server.shutdown()
-    server.server_close()
+    with serving(_LoopHandler) as base:
+        yield f"{base}/loop.mp4"
 
 
 def test_a_redirect_loop_fails_after_the_redirect_limit(loop_url: str, tmp_path: Path) -> None:

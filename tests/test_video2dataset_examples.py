@@ -10,7 +10,6 @@ run as they are with bash: ``wget -nc`` finds the csv already there and fetches 
 from __future__ import annotations
 
 import csv
-import functools
 import importlib.util
 import io
 import json
@@ -18,9 +17,7 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -28,6 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.helpers import serving_folder
 from v2d_core.api import video2dataset
 from v2d_core.testing.scenes import make_scene_video
 from v2d_core.testing.server import MediaServer
@@ -136,11 +134,6 @@ def test_a_flag_1_3_0_does_not_have_is_refused_naming_it(tmp_path: Path) -> None
     assert not (tmp_path / "dataset").exists()
 
 
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
 @pytest.fixture(scope="module")
 def subtitled_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A page with a 2 s <video> and an English WebVTT <track> of two cues, served on 127.0.0.1."""
@@ -154,12 +147,8 @@ def subtitled_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         '<source src="talk.mp4" type="video/mp4">'
         '<track kind="subtitles" src="talk.en.vtt" srclang="en"></video></body></html>'
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/watch.html"
-    server.shutdown()
-    server.server_close()
+    with serving_folder(root) as base:
+        yield f"{base}/watch.html"
 
 
 def yt_metadata_yaml() -> dict:
