@@ -8,7 +8,8 @@ in alternating rounds of one run, with the same shape: ``--processes`` processes
   member with a small json member (no check, no parquet, no stats);
 - v2d: the ``video2dataset`` CLI (checks every file is whole media, writes tars, parquet, stats).
 
-Each side is timed from launch to exit (start-up included). CPU is every process of the
+Each side is timed from launch to exit (start-up included); its output is deleted and the
+disk synced before the next side starts, so neither pays for the other's writeback. CPU is every process of the
 command (this script is their subreaper, so orphans such as the forkserver are counted);
 peak memory is the summed RSS of the command's processes. Prints the ratio v2d / raw, and the
 last v2d round's CPU by process (the planning process, the forkserver, its workers; polled
@@ -26,6 +27,7 @@ import ctypes
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -191,6 +193,9 @@ def run_n(videos: int, base_url: str, keep: set[int], args: argparse.Namespace) 
                 results.append(measure(command(url_list, output, args), keep))
                 if name == "v2d" and (ok := successes(output)) != videos:
                     raise SystemExit(f"v2d fetched {ok} of {videos} videos")
+                # the next side must not pay for writing this side's tars back to disk
+                shutil.rmtree(output)
+                os.sync()
     raw_rate = videos / statistics.median(m.seconds for m in raw)
     v2d_rate = videos / statistics.median(m.seconds for m in v2d)
     print(f"N={videos}: load average before/after {load_before:.2f} / {os.getloadavg()[0]:.2f}")
