@@ -9,11 +9,11 @@ in alternating rounds of one run, with the same shape: ``--processes`` processes
 - v2d: the ``video2dataset`` CLI (checks every file is whole media, writes tars, parquet, stats).
 
 Each side is timed from launch to exit (start-up included); its output is deleted and the
-disk synced before the next side starts, so neither pays for the other's writeback. CPU is every process of the
-command (this script is their subreaper, so orphans such as the forkserver are counted);
-peak memory is the summed RSS of the command's processes. Prints the ratio v2d / raw, and the
-last v2d round's CPU by process (the planning process, the forkserver, its workers; polled
-every 50 ms, so each process's last 50 ms are missing).
+disk synced before the next side starts, so neither pays for the other's writeback. CPU is
+every process of the command (this script is their subreaper, so orphans such as the
+forkserver are counted); peak memory is the summed RSS of the command's processes. Prints
+the ratio v2d / raw, and the last v2d round's CPU by process (the planning process, the
+forkserver, its workers; polled every 50 ms, so each process's last 50 ms are missing).
 
     pip install -e ".[bench]"
     python benchmark/download_throughput.py --videos 200 2000 --rounds 3
