@@ -87,3 +87,23 @@ def test_a_user_column_named_like_a_status_column_is_refused_before_any_work(
     assert done.returncode == 2
     assert f"save_additional_columns ['{column}']: v2d writes columns of these names itself" in done.stderr
     assert not output.exists()
+
+
+def test_a_run_stopped_by_its_inputs_leaves_no_empty_output_folder(tmp_path: Path) -> None:
+    """A missing input tar is found after the output folder is locked: the folder this run made
+    is gone again, and a folder that was there before stays."""
+    missing = str(tmp_path / "dataset" / "{00000..00001}.tar")
+    fresh = tmp_path / "fresh_output"
+    result = run_cli(
+        f"--url_list={missing}", "--input_format=webdataset", "--stage=subset", f"--output_folder={fresh}"
+    )
+    assert result.returncode == 2
+    assert "input tar" in result.stderr and "does not exist" in result.stderr
+    assert not fresh.exists()
+    kept = tmp_path / "kept_output"
+    kept.mkdir()
+    result = run_cli(
+        f"--url_list={missing}", "--input_format=webdataset", "--stage=subset", f"--output_folder={kept}"
+    )
+    assert result.returncode == 2
+    assert kept.is_dir()

@@ -35,6 +35,7 @@ def output_lock(output_folder: str) -> Iterator[None]:
     folder = Path(root)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output_folder {output_folder} is a file, not a folder")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     with _locked(path, output_folder) as handle:
@@ -45,8 +46,13 @@ def output_lock(output_folder: str) -> Iterator[None]:
         handle.flush()
         try:
             yield
-        finally:
-            path.unlink(missing_ok=True)  # while still held, so no run locks the file being removed
+        except BaseException:
+            path.unlink(missing_ok=True)
+            if created:  # a run that failed before writing anything leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        path.unlink(missing_ok=True)  # while still held, so no run locks the file being removed
 
 
 @contextlib.contextmanager
