@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.test_dagster import DOWNLOAD, materialize_plan, write_dataset
+from tests.test_dagster import DOWNLOAD, materialize_downloads, materialize_plan, write_dataset
 from v2d_core.testing.server import MediaServer
 from v2d_dagster.factory import build_definitions
 from v2d_dagster.relaunch import RELAUNCH_TAG
@@ -81,14 +81,8 @@ def test_relaunch_stale_sensor_requests_the_shards_whose_rows_or_settings_change
     with dg.instance_for_test() as instance:
         materialize_plan(defs, instance)
         instance.add_dynamic_partitions("clips_shards", [f"{i:05d}" for i in range(3, 10_000)])
-        for partition in shards:  # 00002 (a 404) fails its success_rate check, but is written
-            dg.materialize(
-                list(defs.assets),
-                selection=[DOWNLOAD],
-                partition_key=partition,
-                instance=instance,
-                raise_on_error=False,
-            )
+        # 00002 (a 404) fails its success_rate check, but is written
+        materialize_downloads(defs, instance, shards)
         assert relaunch_stale(defs, instance) == "no stale shard in clips/download"
         assert stale_by_dagster(defs, instance, shards) == []
 

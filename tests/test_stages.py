@@ -25,6 +25,14 @@ from v2d_core.testing.server import MediaServer
 FAST = {"processes_count": 2, "thread_count": 4, "show_progress": False, "timeout": 5, "retry_backoff": 0.01}
 
 
+def run_stage(**options: object) -> None:
+    """``video2dataset`` over a webdataset: the subset stage to webdataset tars, with FAST, unless
+    ``options`` say otherwise."""
+    video2dataset(
+        **{"input_format": "webdataset", "stage": "subset", "output_format": "webdataset", **FAST, **options}
+    )
+
+
 @pytest.fixture(scope="module")
 def downloaded(tmp_path_factory: pytest.TempPathFactory, media_server: MediaServer) -> Path:
     """Shards 00000 and 00001 (3 + 2 samples, one failed url) of 160x120 25 fps videos."""
@@ -62,14 +70,10 @@ def test_subset_resizes_and_keeps_shard_ids_and_keys(tmp_path: Path, downloaded:
         }
     }
     output = tmp_path / "subset"
-    video2dataset(
+    run_stage(
         url_list=str(downloaded),
-        input_format="webdataset",
-        stage="subset",
         output_folder=str(output),
-        output_format="webdataset",
         config=config,
-        **FAST,
     )
     assert sorted(stats(output)) == ["00000", "00001"]
     before = {row["key"] for row in status_rows(downloaded) if row["status"] == "success"}
@@ -86,14 +90,10 @@ def test_subset_resizes_and_keeps_shard_ids_and_keys(tmp_path: Path, downloaded:
 
 def test_subset_with_no_encode_formats_keeps_only_metadata(tmp_path: Path, downloaded: Path) -> None:
     output = tmp_path / "meta"
-    video2dataset(
+    run_stage(
         url_list=f"{downloaded}/{{00000..00001}}.tar",
-        input_format="webdataset",
-        stage="subset",
         encode_formats={},
         output_folder=str(output),
-        output_format="webdataset",
-        **FAST,
     )
     names = sorted(tar_members(output / "00000.tar"))
     assert names == ["000000.json", "000000.txt", "000002.json", "000002.txt"]
@@ -101,14 +101,11 @@ def test_subset_with_no_encode_formats_keeps_only_metadata(tmp_path: Path, downl
 
 def test_optical_flow_stage_writes_flow_shards_with_the_same_ids(tmp_path: Path, downloaded: Path) -> None:
     output = tmp_path / "flow"
-    video2dataset(
+    run_stage(
         url_list=str(downloaded),
-        input_format="webdataset",
         stage="optical_flow",
         output_folder=str(output),
-        output_format="webdataset",
         config="optical_flow",
-        **FAST,
     )
     members = tar_members(output / "00000.tar")
     assert sorted(members) == sorted(f"00000{i}.{e}" for i in (0, 2) for e in ("json", "npy", "txt"))
@@ -128,13 +125,10 @@ def test_hostile_member_names_become_failed_rows_and_write_nothing_outside(tmp_p
         tar.add(video, arcname="00007000.mp4")
     output = tmp_path / "nested" / "out"
     for output_format in ("files", "webdataset"):
-        video2dataset(
+        run_stage(
             url_list=str(source),
-            input_format="webdataset",
-            stage="subset",
             output_folder=str(output / output_format),
             output_format=output_format,
-            **FAST,
         )
         rows = {row["key"]: row for row in status_rows(output / output_format)}
         assert rows["00007000"]["status"] == "success"
@@ -159,16 +153,12 @@ def test_a_transform_failure_is_a_failed_to_subsample_row_with_the_reason(tmp_pa
         garbage.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40)
         tar.add(garbage, arcname="000031.mp4")
     output = tmp_path / "out"
-    video2dataset(
+    run_stage(
         url_list=str(source),
-        input_format="webdataset",
-        stage="subset",
         output_folder=str(output),
-        output_format="webdataset",
         config={
             "subsampling": {"ResolutionSubsampler": {"args": {"video_size": 32, "resize_mode": "scale"}}}
         },
-        **FAST,
     )
     rows = {row["key"]: row for row in status_rows(output)}
     assert rows["000030"]["status"] == "success"
@@ -197,13 +187,9 @@ def test_a_truncated_input_tar_keeps_the_samples_before_the_damage(tmp_path: Pat
     whole = tar_path.read_bytes()
     tar_path.write_bytes(whole[: last_video.offset_data + last_video.size // 2])  # cut inside the last video
     output = tmp_path / "subset"
-    video2dataset(
+    run_stage(
         url_list=str(source),
-        input_format="webdataset",
-        stage="subset",
         output_folder=str(output),
-        output_format="webdataset",
-        **FAST,
     )
     rows = {row["key"]: row for row in status_rows(output)}
     assert {key: row["status"] for key, row in rows.items()} == {
@@ -231,14 +217,10 @@ def test_a_stage_without_transforms_copies_each_input_member_byte_for_byte(
     compress = {"plain": bytes, "gzip": gzip.compress, "xz": lzma.compress}[compression]
     (source / "00000.tar").write_bytes(compress(data))
     output = tmp_path / "subset"
-    video2dataset(
+    run_stage(
         url_list=str(source),
-        input_format="webdataset",
-        stage="subset",
         output_folder=str(output),
-        output_format="webdataset",
         config={"subsampling": {}},
-        **FAST,
     )
     written = tar_members(output / "00000.tar")
     videos = {
