@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,38 @@ def test_a_download_run_never_imports_the_engine_in_the_planning_process(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     assert sum(shard["successes"] for shard in stats(output).values()) == 4
+
+
+def test_yt_dlp_is_imported_once_per_direct_download_run_by_the_planner_for_its_facts(
+    tmp_path: Path, media_server: MediaServer
+) -> None:
+    """Every process of the run (planner, forkserver, workers) reports its imports on stderr; yt-dlp
+    (0.3 CPU-s to import) is loaded by the planning process for the log's facts and by no worker."""
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("".join(media_server.url("files", f"video_000{i}.mp4") + "\n" for i in range(4)))
+    output = tmp_path / "dataset"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "v2d_core.cli",
+            f"--url_list={url_list}",
+            "--input_format=txt",
+            f"--output_folder={output}",
+            "--output_format=webdataset",
+            "--processes_count=2",
+            "--thread_count=2",
+            "--number_sample_per_shard=1",
+            "--show_progress=False",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert sum(shard["successes"] for shard in stats(output).values()) == 4
+    lines = done.stderr.splitlines()
+    imports = [line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")]
+    assert imports.count("v2d_core.shards.process") == 1  # the forkserver's preload, seen by this check
+    assert imports.count("yt_dlp") == 1

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from multiprocessing.queues import Queue
@@ -17,18 +16,11 @@ import fsspec.config
 from v2d_core.inputs.sharding import ShardSpec
 from v2d_core.job import JobConfig
 from v2d_core.redact import redact_text
-from v2d_core.runners.lifetime import watch_main_process
-from v2d_core.runners.progress import (
-    FiguresObserver,
-    Progress,
-    SampleBatch,
-    SampleEvent,
-    ShardEvent,
-    WorkerEvent,
-)
+from v2d_core.runners.events import WorkerEvent
+from v2d_core.runners.pool_worker import init_worker, run_shard_in_worker
+from v2d_core.runners.progress import FiguresObserver, Progress
 from v2d_core.runners.run import RunSummary, portable_job, retry_rounds
 from v2d_core.runners.worker_pool import process_context
-from v2d_core.sample import Sample
 
 if TYPE_CHECKING:
     from v2d_core.shards.result import ShardResult
@@ -66,11 +58,11 @@ def _run_pool(
         with ProcessPoolExecutor(
             workers,
             mp_context=context,
-            initializer=_init_worker,
+            initializer=init_worker,
             initargs=(events, dict(os.environ), dict(fsspec.config.conf), os.getpid()),
         ) as pool:
             futures: dict[Future[ShardResult], ShardSpec] = {
-                pool.submit(_run_shard, spec, job): spec for spec in specs
+                pool.submit(run_shard_in_worker, spec, job): spec for spec in specs
             }
             with _abandon_on_interrupt(pool):
                 _collect(futures, summary, failures, progress)
@@ -115,57 +107,3 @@ def _abandon_on_interrupt(pool: ProcessPoolExecutor) -> Iterator[None]:
 def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
     while (event := events.get()) is not None:
         progress.handle(event)
-
-
-_events: Queue[WorkerEvent | None] | None = None
-REPORT_EVERY = 0.25
-
-
-def _init_worker(
-    events: Queue[WorkerEvent | None], environ: dict[str, str], fsspec_conf: dict[str, dict], main_pid: int
-) -> None:
-    """Hand the worker the progress queue, and the caller's environment and fsspec config as they
-    are now: the forkserver it comes from may have started earlier, with older storage endpoints
-    and credentials. The worker ends when the run's main process does."""
-    global _events
-    watch_main_process(main_pid)
-    _events = events
-    os.environ.clear()
-    os.environ.update(environ)
-    fsspec.config.conf.clear()
-    fsspec.config.conf.update(fsspec_conf)
-
-
-def _run_shard(spec: ShardSpec, job: JobConfig) -> ShardResult:
-    from v2d_core.shards.entry import run_shard  # preloaded by the forkserver
-
-    if _events is None:
-        return run_shard(spec, job)
-    reporter = _Reporter(_events, spec.shard_id)
-    result = run_shard(spec, job, on_sample=reporter.report)
-    reporter.flush()
-    _events.put(ShardEvent(spec.shard_id))
-    return result
-
-
-class _Reporter:
-    """A shard's finished rows, sent to the progress relay in batches at most every
-    ``REPORT_EVERY`` seconds: one queue message (a pickle, a pipe write and a wake-up of the
-    queue's feeder thread and of the relay) for many rows, instead of one per row."""
-
-    def __init__(self, events: Queue[WorkerEvent | None], shard_id: int) -> None:
-        self._events = events
-        self._shard_id = shard_id
-        self._pending: list[SampleEvent] = []
-        self._sent = time.monotonic()
-
-    def report(self, sample: Sample, downloaded: int) -> None:
-        self._pending.append(SampleEvent.of(self._shard_id, sample, downloaded))
-        if time.monotonic() - self._sent >= REPORT_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            self._events.put(SampleBatch(tuple(self._pending)))
-            self._pending = []
-        self._sent = time.monotonic()

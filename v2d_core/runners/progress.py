@@ -1,7 +1,8 @@
 """A live view of a run: videos/s, bytes/s and failures as workers report their rows.
 
-Workers send a :class:`SampleBatch` of small :class:`SampleEvent` (one per finished input row)
-now and then, and a :class:`ShardEvent` when a shard is committed; :class:`Progress` keeps
+Workers send a :class:`~v2d_core.runners.events.SampleBatch` of small
+:class:`~v2d_core.runners.events.SampleEvent` (one per finished input row) now and then, and a
+:class:`~v2d_core.runners.events.ShardEvent` when a shard is committed; :class:`Progress` keeps
 running totals, draws a tqdm bar and passes its :class:`~v2d_core.runners.figures.Figures` to
 an observer (W&B) now and then.
 """
@@ -17,45 +18,13 @@ from typing import NamedTuple, Self
 
 from tqdm import tqdm
 
+from v2d_core.runners.events import SampleEvent, ShardEvent, WorkerEvent
 from v2d_core.runners.figures import Figures
-from v2d_core.sample import Sample, Status
+from v2d_core.sample import Status
 from v2d_core.shards import ShardStats
 
 FiguresObserver = Callable[[Figures], None]
 MAX_ERROR_SAMPLES = 10_000
-
-
-class SampleEvent(NamedTuple):
-    """One finished input row; only a failed row carries its error, key and url."""
-
-    shard_id: int
-    status: str
-    bytes: int
-    error: str | None = None
-    key: str | None = None
-    url: str | None = None
-
-    @classmethod
-    def of(cls, shard_id: int, sample: Sample, downloaded: int) -> SampleEvent:
-        if sample.status is Status.SUCCESS:
-            return cls(shard_id, str(sample.status), downloaded)
-        error = sample.error_message or str(sample.status)
-        return cls(shard_id, str(sample.status), downloaded, error, sample.key, sample.url)
-
-
-class SampleBatch(NamedTuple):
-    """The rows a worker finished since its last batch (one message for many rows)."""
-
-    events: tuple[SampleEvent, ...]
-
-
-class ShardEvent(NamedTuple):
-    """A shard was written and committed."""
-
-    shard_id: int
-
-
-WorkerEvent = SampleBatch | ShardEvent
 
 
 class ErrorSample(NamedTuple):

@@ -14,6 +14,7 @@ from multiprocessing.context import BaseContext
 # pyarrow import pandas: v2d_core.arrow_arrays). yt-dlp, scenedetect, OpenCV and tfrecord load in
 # the worker that uses them.
 WORKER_PRELOAD = [
+    "v2d_core.runners.pool_worker",
     "v2d_core.shards.entry",
     "v2d_core.fetch.http",
     "v2d_core.fetch.ytdlp",
