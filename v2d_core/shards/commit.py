@@ -21,6 +21,9 @@ import json
 from collections.abc import Collection
 from typing import Any, BinaryIO
 
+from fsspec.implementations.local import LocalFileSystem
+
+from v2d_core.shards.direct_file import DirectFile
 from v2d_core.shards.gate import ReplaceGate
 from v2d_core.shards.layout import (
     JOURNAL_SUFFIX,
@@ -55,6 +58,13 @@ class TempOutputs:
     def open(self, name: str) -> BinaryIO:
         """A new file opened for writing under a temporary name for ``name``."""
         return self.fs.open(self.temp(name), "wb")
+
+    def open_stream(self, name: str) -> BinaryIO:
+        """Like :meth:`open`, for one long sequential stream (a tar): on a local disk the bytes
+        bypass the page cache (:class:`~v2d_core.shards.direct_file.DirectFile`)."""
+        if isinstance(self.fs, LocalFileSystem):
+            return DirectFile(self.temp(name))  # type: ignore[return-value]
+        return self.open(name)
 
     def commit(self, stats: ShardStats | None = None, gate: ReplaceGate | None = None) -> None:
         """Rename every temporary to its final name, replacing what is there, as one unit (see module doc).

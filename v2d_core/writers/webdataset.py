@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from v2d_core.shards.direct_file import DirectFile
 from v2d_core.writers.status import StatusWriter
 
 COPY_BLOCK = 1 << 20
@@ -29,7 +30,7 @@ class WebDatasetWriter(StatusWriter):
     output_format = "webdataset"
 
     def _open(self) -> None:
-        self._file = self.outputs.open(self.data_name)
+        self._file = self.outputs.open_stream(self.data_name)
         self._written = 0
 
     def _add(self, key: str, parts: Mapping[str, Path | bytes]) -> None:
@@ -66,6 +67,11 @@ class WebDatasetWriter(StatusWriter):
 def copy_file(source: Path, sink: BinaryIO, size: int) -> None:
     """Append ``size`` bytes of ``source`` to ``sink``: in the kernel when ``sink`` is a local file."""
     with source.open("rb") as reader:
+        if isinstance(sink, DirectFile):
+            copied = sink.write_from(reader, size)
+            if copied < size:
+                raise OSError(f"{source} ended {size - copied} bytes short of its {size} bytes")
+            return
         copied = _send_file(reader, sink, size)
         if copied == 0:
             shutil.copyfileobj(reader, sink, COPY_BLOCK)
