@@ -76,6 +76,24 @@ def test_environment_proxies_are_used_unless_no_proxy_names_the_host(
     assert media_server.hits(direct) == 2
 
 
+def test_one_shard_s_fetcher_routes_each_host_by_the_environment_every_time(
+    media_server: MediaServer, tmp_path: Path, no_environment_proxies: pytest.MonkeyPatch
+) -> None:
+    """The environment's proxy settings are looked up once per host (not per request): each host
+    still gets its own answer, on its first fetch and on every later one."""
+    fetcher = make_fetcher(ReadingConfig(timeout=2.0, retries=0), {"video": "mp4"})
+    through = [fresh(media_server) for _ in range(2)]
+    direct = [url.replace("127.0.0.1", "localhost") for url in (fresh(media_server), fresh(media_server))]
+    with ForwardingProxy() as proxy:
+        no_environment_proxies.setenv("HTTP_PROXY", proxy.url)
+        no_environment_proxies.setenv("NO_PROXY", "localhost")
+        for pair in zip(through, direct, strict=True):
+            for url in pair:
+                assert fetcher.fetch(url, tmp_path).bytes_downloaded > 0
+        assert proxy.urls() == through
+    assert [media_server.hits(url.replace("localhost", "127.0.0.1")) for url in direct] == [1, 1]
+
+
 def test_through_a_proxy_the_direct_target_is_still_checked(
     media_server: MediaServer, tmp_path: Path, no_environment_proxies: pytest.MonkeyPatch
 ) -> None:

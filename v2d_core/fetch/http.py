@@ -46,6 +46,7 @@ from v2d_core.errors import (
     UnsupportedUrlError,
 )
 from v2d_core.fetch.base import Fetcher, FetchResult
+from v2d_core.fetch.environment import CachedEnvironmentSession, EnvironmentCache
 from v2d_core.fetch.media_check import assemble_streams, held_streams
 from v2d_core.fetch.netguard import AddressPolicy, FetchGuard, guarded_session
 from v2d_core.fetch.optout import HEADER, check_opt_out
@@ -80,6 +81,7 @@ class HttpFetcher(Fetcher):
         self._limits = Limits.from_reading(reading)
         proxy = reading.yt_args.proxy_for_shard(shard_id)
         self._proxies = {"http": proxy, "https": proxy} if proxy else {}
+        self._environment: EnvironmentCache = {}
 
     def fetch(self, url: str, workdir: Path) -> FetchResult:
         """Download ``url``, check it is whole media, and return its requested streams."""
@@ -137,7 +139,10 @@ class HttpFetcher(Fetcher):
 
         ``shown`` is what the message names: the attempt's limit, or ``fetch_deadline`` when it cuts.
         """
-        with FetchGuard(self._policy, seconds) as guard, guarded_session(guard) as session:
+        with (
+            FetchGuard(self._policy, seconds) as guard,
+            guarded_session(guard, CachedEnvironmentSession(self._environment)) as session,
+        ):
             session.proxies.update(self._proxies)
             try:
                 body = self._download_once(session, url, target)

@@ -350,9 +350,9 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-def guarded_session(guard: FetchGuard) -> requests.Session:
-    """A requests session whose http and https connections go through ``guard``."""
-    session = requests.Session()
+def guarded_session(guard: FetchGuard, session: requests.Session | None = None) -> requests.Session:
+    """``session`` (a new one by default) with its http and https connections going through ``guard``."""
+    session = session if session is not None else requests.Session()
     adapter = GuardedAdapter(guard=guard)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
