@@ -110,7 +110,8 @@ def polite(url: str, limits: Limits, deadline: float) -> Iterator[None]:
             start = host.turn()
             if start > deadline:
                 raise FetchTimeoutError(f"{key[0]} asked to wait past the fetch deadline")
-            time.sleep(max(0.0, start - time.monotonic()))
+            if (wait := start - time.monotonic()) > 0:  # no sleep(0): it would drop the GIL for nothing
+                time.sleep(wait)
             yield
         finally:
             host.slots.release()
