@@ -9,7 +9,8 @@ in alternating rounds of one run, with the same shape: ``--processes`` processes
 - v2d: the ``video2dataset`` CLI (checks every file is whole media, writes tars, parquet, stats).
 
 Each side is timed from launch to exit (start-up included); its output is deleted and the
-disk synced before the next side starts, so neither pays for the other's writeback. CPU is
+disk synced (and, when run as root, the page cache dropped) before the next side starts, so
+neither pays for the other's writeback nor starts on a page cache the other filled. CPU is
 every process of the command (this script is their subreaper, so orphans such as the
 forkserver are counted); peak memory is the summed RSS of the command's processes. Prints
 the ratio v2d / raw, and the last v2d round's CPU by process (the planning process, the
@@ -173,6 +174,13 @@ def v2d_command(url_list: Path, output: Path, args: argparse.Namespace) -> list[
     ]
 
 
+def settle_page_cache() -> None:
+    """Write back and, where allowed (root), drop the page cache: each side starts from the same state."""
+    os.sync()
+    with contextlib.suppress(OSError):
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+
+
 def successes(output: Path) -> int:
     return sum(json.loads(p.read_text())["successes"] for p in output.glob("*_stats.json"))
 
@@ -195,7 +203,7 @@ def run_n(videos: int, base_url: str, keep: set[int], args: argparse.Namespace) 
                     raise SystemExit(f"v2d fetched {ok} of {videos} videos")
                 # the next side must not pay for writing this side's tars back to disk
                 shutil.rmtree(output)
-                os.sync()
+                settle_page_cache()
     raw_rate = videos / statistics.median(m.seconds for m in raw)
     v2d_rate = videos / statistics.median(m.seconds for m in v2d)
     print(f"N={videos}: load average before/after {load_before:.2f} / {os.getloadavg()[0]:.2f}")
@@ -234,7 +242,7 @@ def main() -> None:
     size_mb = sum(p.stat().st_size for p in media.glob("*.mp4")) / args.unique / 1e6
     print(f"command: {' '.join(sys.argv)}")
     print(f"mean_size={size_mb:.2f}MB processes={args.processes} threads={args.threads}", end=" ")
-    print(f"per_shard={args.per_shard}")
+    print(f"per_shard={args.per_shard} page_cache_dropped={os.access('/proc/sys/vm/drop_caches', os.W_OK)}")
     server, base_url = start_server(media)
     try:
         for videos in args.videos:
