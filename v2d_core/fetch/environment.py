@@ -27,11 +27,19 @@ class CachedEnvironmentSession(requests.Session):
         self._cache = cache
 
     def merge_environment_settings(
-        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Settings:
-        parts = urlsplit(url or "")
-        key = (parts.scheme, parts.netloc, _frozen(proxies), _frozen(self.proxies), self.trust_env)
-        key += (stream, verify, cert)
+        parts = urlsplit(url)
+        key = (
+            parts.scheme,
+            parts.netloc,
+            _frozen(proxies),
+            _frozen(self.proxies),
+            self.trust_env,
+            stream,
+            verify,
+            cert,
+        )
         if (settings := self._cache.get(key)) is None:
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             self._cache[key] = settings
