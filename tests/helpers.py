@@ -1,4 +1,4 @@
-"""Small readers and servers shared by the tests."""
+"""Small readers, servers and the command line, shared by the tests."""
 
 from __future__ import annotations
 
@@ -6,14 +6,29 @@ import contextlib
 import csv
 import functools
 import json
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from v2d_core.fetch import FetchResult
+
+
+def video2dataset_cli(
+    *flags: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The ``video2dataset`` command of this interpreter with ``flags``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "v2d_core.cli", *flags],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else dict(env),
+    )
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import stats, status_rows
+from tests.helpers import stats, status_rows, video2dataset_cli
 from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
 from v2d_core.testing.media import make_video
@@ -49,23 +49,15 @@ def url_list(tmp_path: Path, server: MediaServer) -> Path:
 
 
 def run_cli(url_list: Path, output: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[str, str]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "v2d_core.cli",
-            f"--url_list={url_list}",
-            "--input_format=txt",
-            f"--output_folder={output}",
-            "--config=optical_flow",
-            "--processes_count=2",
-            "--thread_count=2",
-            f"--number_sample_per_shard={SHARD_SIZE}",
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = video2dataset_cli(
+        f"--url_list={url_list}",
+        "--input_format=txt",
+        f"--output_folder={output}",
+        "--config=optical_flow",
+        "--processes_count=2",
+        "--thread_count=2",
+        f"--number_sample_per_shard={SHARD_SIZE}",
+        *flags,
         env=env,
     )
     assert done.returncode == 0, done.stderr

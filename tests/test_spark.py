@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from tests.helpers import stats, status_rows
+from tests.helpers import stats, status_rows, video2dataset_cli
 from v2d_core import RunSummary, video2dataset
 from v2d_core.testing.server import MediaServer
 
@@ -236,25 +236,18 @@ def test_cli_distributor_pyspark_starts_a_local_session(
     url_list: Path, reference: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "dataset"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "v2d_core.cli",
-            f"--url_list={url_list}",
-            "--input_format=parquet",
-            "--caption_col=caption",
-            f"--output_folder={output}",
-            "--output_format=webdataset",
-            f"--number_sample_per_shard={PER_SHARD}",
-            "--distributor=pyspark",
-            "--distributor_args={'spark.ui.enabled': 'false', 'spark.ui.showConsoleProgress': 'false'}",
-            "--processes_count=2",
-            "--thread_count=2",
-            "--timeout=2",
-        ],
-        capture_output=True,
-        text=True,
+    done = video2dataset_cli(
+        f"--url_list={url_list}",
+        "--input_format=parquet",
+        "--caption_col=caption",
+        f"--output_folder={output}",
+        "--output_format=webdataset",
+        f"--number_sample_per_shard={PER_SHARD}",
+        "--distributor=pyspark",
+        "--distributor_args={'spark.ui.enabled': 'false', 'spark.ui.showConsoleProgress': 'false'}",
+        "--processes_count=2",
+        "--thread_count=2",
+        "--timeout=2",
         timeout=240,
         env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
     )

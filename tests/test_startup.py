@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import stats
+from tests.helpers import stats, video2dataset_cli
 from v2d_core.testing.server import MediaServer
 
 # Stacks a url-list download never needs in the process that plans it.
@@ -63,23 +63,15 @@ def test_yt_dlp_is_imported_once_per_direct_download_run_by_the_planner_for_its_
     url_list = tmp_path / "urls.txt"
     url_list.write_text("".join(media_server.url("files", f"video_000{i}.mp4") + "\n" for i in range(4)))
     output = tmp_path / "dataset"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "v2d_core.cli",
-            f"--url_list={url_list}",
-            "--input_format=txt",
-            f"--output_folder={output}",
-            "--output_format=webdataset",
-            "--processes_count=2",
-            "--thread_count=2",
-            "--number_sample_per_shard=1",
-            "--show_progress=False",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = video2dataset_cli(
+        f"--url_list={url_list}",
+        "--input_format=txt",
+        f"--output_folder={output}",
+        "--output_format=webdataset",
+        "--processes_count=2",
+        "--thread_count=2",
+        "--number_sample_per_shard=1",
+        "--show_progress=False",
         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
     )
     assert done.returncode == 0, done.stderr
