@@ -77,3 +77,13 @@ def test_an_existing_file_is_replaced_not_appended_to(tmp_path: Path) -> None:
     with DirectFile(str(path)) as sink:
         sink.write(b"new")
     assert path.read_bytes() == b"new"
+
+
+def test_a_closed_file_refuses_writes_as_a_python_file_does(tmp_path: Path) -> None:
+    sink = DirectFile(str(tmp_path / "closed.bin"))
+    sink.write(b"x" * 10)
+    sink.close()
+    sink.close()  # closing twice is harmless
+    with pytest.raises(ValueError, match="closed file"):
+        sink.write(b"more")
+    assert (tmp_path / "closed.bin").read_bytes() == b"x" * 10

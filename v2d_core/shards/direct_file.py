@@ -50,6 +50,7 @@ class DirectFile:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data``; returns its length."""
+        self._check_open()
         source = np.frombuffer(data, dtype=np.uint8)
         done = 0
         while done < len(source):
@@ -63,6 +64,7 @@ class DirectFile:
 
     def write_from(self, reader: BinaryIO, size: int) -> int:
         """Append up to ``size`` bytes read from ``reader``, straight into the staging buffer."""
+        self._check_open()
         done = 0
         while done < size:
             room = min(size - done, STAGING_BYTES - self._filled)
@@ -100,6 +102,10 @@ class DirectFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("write to closed file")
 
     def _drain(self) -> None:
         """Write the staging buffer's whole blocks; keep the rest at its start."""

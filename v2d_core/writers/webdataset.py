@@ -57,6 +57,8 @@ class WebDatasetWriter(StatusWriter):
             self._emit(tarfile.NUL * (unit - remainder))
 
     def _close(self) -> None:
+        if self._file.closed:  # an abort after a failed commit: the tar is already finished or given up
+            return
         try:
             self._emit(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
             self._pad(tarfile.RECORDSIZE)
