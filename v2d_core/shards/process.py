@@ -65,7 +65,11 @@ def write_shard(
     clear_work_folders(job, result.shard_id)
     Path(job.tmp_dir).mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(dir=job.tmp_dir, prefix=job_work_prefix(job, result.shard_id)) as tmp,
+        # A shard that fails leaves its fetches running (see _fetch_all); one still writing here must
+        # not turn the shard's error into "directory not empty". The shard's next attempt clears what is left.
+        tempfile.TemporaryDirectory(
+            dir=job.tmp_dir, prefix=job_work_prefix(job, result.shard_id), ignore_cleanup_errors=True
+        ) as tmp,
         # Deleting a sample's files costs milliseconds on a busy disk: not on the writer's thread.
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-cleanup") as cleaner,
     ):
