@@ -4,8 +4,9 @@ Reads a url list, cuts it into shards of ``--per_shard`` urls, and runs the shar
 ``--processes`` forked processes of ``--threads`` threads each, as the `video2dataset` CLI
 does. Each url is fetched on its own connection with ``http.client`` (a body of known
 length read into one buffer, in C) and written as ``{key}.mp4`` plus a small ``{key}.json``
-member of ``{shard}.tar`` (by hand, as v2d's writer does); nothing is checked, no parquet or
-stats are written. Used by ``download_throughput.py`` as the raw side:
+member of ``{shard}.tar`` (by hand, as v2d's writer does, and past the page cache with
+:class:`~v2d_core.direct_file.DirectFile`, the cheapest write on a local disk); nothing is
+checked, no parquet or stats are written. Used by ``download_throughput.py`` as the raw side:
 
     python benchmark/raw_fetch.py URL_LIST OUTPUT_FOLDER --processes 2 --threads 8 --per_shard 25
 """
@@ -21,8 +22,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
+
+from v2d_core.direct_file import DirectFile
 
 
 def fetch(url: str) -> bytes:
@@ -40,7 +42,7 @@ def fetch(url: str) -> bytes:
         connection.close()
 
 
-def write_member(tar: BinaryIO, name: str, data: bytes) -> None:
+def write_member(tar: DirectFile, name: str, data: bytes) -> None:
     """One ustar member: header block, ``data``, zero padding to the block size."""
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -54,7 +56,7 @@ def run_shard(job: tuple[int, list[str], str, int]) -> int:
     """Fetch one shard's urls on ``threads`` threads into ``{shard}.tar``; return the members written."""
     shard_id, urls, output, threads = job
     lock = threading.Lock()
-    with (Path(output) / f"{shard_id:05d}.tar").open("wb") as tar:
+    with DirectFile(str(Path(output) / f"{shard_id:05d}.tar")) as tar:
 
         def one(index_url: tuple[int, str]) -> None:
             index, url = index_url

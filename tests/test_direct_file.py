@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from v2d_core.shards.direct_file import ALIGN, STAGING_BYTES, DirectFile
+from v2d_core.direct_file import ALIGN, STAGING_BYTES, DirectFile
 
 SIZES = (0, 1, 511, 512, ALIGN - 1, ALIGN + 3, STAGING_BYTES - 7, STAGING_BYTES, STAGING_BYTES + ALIGN + 5)
 

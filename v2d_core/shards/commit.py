@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from fsspec.implementations.local import LocalFileSystem
 
-from v2d_core.shards.direct_file import DirectFile
+from v2d_core.direct_file import DirectFile
 from v2d_core.shards.gate import ReplaceGate
 from v2d_core.shards.layout import (
     JOURNAL_SUFFIX,
@@ -61,7 +61,7 @@ class TempOutputs:
 
     def open_stream(self, name: str) -> BinaryIO:
         """Like :meth:`open`, for one long sequential stream (a tar): on a local disk the bytes
-        bypass the page cache (:class:`~v2d_core.shards.direct_file.DirectFile`)."""
+        bypass the page cache (:class:`~v2d_core.direct_file.DirectFile`)."""
         if isinstance(self.fs, LocalFileSystem):
             return DirectFile(self.temp(name))  # type: ignore[return-value]
         return self.open(name)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from v2d_core.shards.direct_file import DirectFile
+from v2d_core.direct_file import DirectFile
 from v2d_core.writers.status import StatusWriter
 
 COPY_BLOCK = 1 << 20
