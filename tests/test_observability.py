@@ -17,6 +17,8 @@ import pytest
 from tests.helpers import stats, status_rows, video2dataset_cli
 from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
+from v2d_core.runners.events import SampleEvent
+from v2d_core.runners.progress import Progress
 from v2d_core.testing.media import make_video
 from v2d_core.testing.server import MediaServer
 
@@ -95,6 +97,16 @@ def test_progress_bar_is_live_and_the_summary_counts_what_the_parquet_holds(
     assert len(errors) == 3 and errors.most_common(1)[0][1] == 3
     top = lines[lines.index("top errors (of 3 distinct):") + 1 :]
     assert top == [f"{count:>8}  {message}" for message, count in errors.most_common()]
+
+
+def test_a_bar_behind_its_rows_is_redrawn_when_no_report_follows(capsys: pytest.CaptureFixture[str]) -> None:
+    row = SampleEvent(shard_id=0, status="success", bytes=1000)
+    with Progress(total=10) as progress:
+        progress.samples_done((row,))
+        progress.samples_done((row,) * 4)  # within tqdm's mininterval: not drawn by the update
+        progress.redraw()  # what the relay does when no report comes for a while
+        drawn = [int(match.group(1)) for match in BAR.finditer(capsys.readouterr().err)]
+    assert drawn[-1] == 5
 
 
 def test_wandb_offline_run_logs_the_figures_and_an_error_table_equal_to_the_parquet(

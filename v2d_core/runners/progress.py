@@ -110,6 +110,17 @@ class Progress:
             self._bar.set_postfix_str(_postfix(self._figures()), refresh=False)
             self._bar.update(-counts["samples"])
 
+    def redraw(self) -> None:
+        """Draw the bar if it shows fewer rows than are done: tqdm skips the draw of an update
+        that comes within ``mininterval`` of its last draw or is smaller than its learned
+        ``miniters``, and with no further update the bar would stay behind until the next
+        report."""
+        with self._lock:
+            bar = self._bar
+            if not bar.disable and bar.n != bar.last_print_n:
+                bar.refresh()
+                bar.last_print_n, bar.last_print_t = bar.n, time.time()  # tqdm's clock
+
     def _figures(self) -> Figures:
         """The figures so far (no error messages: those come from the shards' results)."""
         totals = self._totals
