@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from v2d_core import video2dataset
 from v2d_core.errors import ConfigError
 from v2d_core.runners.events import SampleEvent
 from v2d_core.runners.progress import Progress
+from v2d_core.shards import ShardStats
 from v2d_core.testing.media import make_video
 from v2d_core.testing.server import MediaServer
 
@@ -104,9 +106,25 @@ def test_a_bar_behind_its_rows_is_redrawn_when_no_report_follows(capsys: pytest.
     with Progress(total=10) as progress:
         progress.samples_done((row,))
         progress.samples_done((row,) * 4)  # within tqdm's mininterval: not drawn by the update
-        progress.redraw()  # what the relay does when no report comes for a while
+        progress.redraw()  # what the bar's own thread does when no report follows
         drawn = [int(match.group(1)) for match in BAR.finditer(capsys.readouterr().err)]
     assert drawn[-1] == 5
+
+
+def test_a_shard_counted_at_once_reaches_the_bar_before_the_next_shard(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shard = ShardStats(count=5, successes=4, failed_to_download=1, bytes_downloaded=1000)
+    with Progress(total=10) as progress:  # Spark and Slurm count a whole shard as it commits
+        progress.shard_counted(0, shard)
+        progress.shard_counted(1, shard)  # within tqdm's mininterval: not drawn by the update
+        drawn = ""
+        for _ in range(300):  # the redraw comes after REDRAW_AFTER; a busy machine may delay it
+            drawn += capsys.readouterr().err
+            if "10/10" in drawn:
+                break
+            time.sleep(0.1)
+    assert [int(match.group(1)) for match in BAR.finditer(drawn)][-1] == 10
 
 
 def test_wandb_offline_run_logs_the_figures_and_an_error_table_equal_to_the_parquet(

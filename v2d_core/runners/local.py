@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import threading
 from collections.abc import Iterator
@@ -22,8 +21,6 @@ from v2d_core.runners.pool_worker import init_worker, run_shard_in_worker
 from v2d_core.runners.progress import FiguresObserver, Progress
 from v2d_core.runners.run import RunSummary, portable_job, retry_rounds
 from v2d_core.runners.worker_pool import process_context
-
-REDRAW_AFTER = 0.2  # seconds without a report after which the bar is brought up to date
 
 if TYPE_CHECKING:
     from v2d_core.shards.result import ShardResult
@@ -108,12 +105,5 @@ def _abandon_on_interrupt(pool: ProcessPoolExecutor) -> Iterator[None]:
 
 
 def _relay(events: Queue[WorkerEvent | None], progress: Progress) -> None:
-    while True:
-        try:
-            event = events.get(timeout=REDRAW_AFTER)
-        except queue.Empty:
-            progress.redraw()
-            continue
-        if event is None:
-            return
+    while (event := events.get()) is not None:
         progress.handle(event)

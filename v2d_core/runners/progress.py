@@ -25,6 +25,7 @@ from v2d_core.shards import ShardStats
 
 FiguresObserver = Callable[[Figures], None]
 MAX_ERROR_SAMPLES = 10_000
+REDRAW_AFTER = 0.2  # seconds a bar may stay behind the rows reported to it
 
 
 class ErrorSample(NamedTuple):
@@ -38,7 +39,8 @@ class Progress:
     """Running totals of finished rows; a tqdm bar when ``enabled``; ``observer`` sees the figures.
 
     ``observer`` is called when a shard is committed and at most every ``observe_every``
-    seconds in between.
+    seconds in between. Inside ``with``, a bar left behind its rows is redrawn after
+    ``REDRAW_AFTER`` seconds, whichever runner reports them.
     """
 
     def __init__(
@@ -56,6 +58,8 @@ class Progress:
         self._observe_every = observe_every
         self._started = self._observed = time.monotonic()
         self._bar = tqdm(total=total or None, unit="row", disable=not enabled, dynamic_ncols=True)
+        self._closed = threading.Event()
+        self._redrawer = threading.Thread(target=self._redraw_until_closed, daemon=True)
 
     def handle(self, event: WorkerEvent) -> None:
         """Take one event from a worker."""
@@ -114,12 +118,16 @@ class Progress:
         """Draw the bar if it shows fewer rows than are done: tqdm skips the draw of an update
         that comes within ``mininterval`` of its last draw or is smaller than its learned
         ``miniters``, and with no further update the bar would stay behind until the next
-        report."""
+        report (the next shard, on Spark and Slurm)."""
         with self._lock:
             bar = self._bar
             if not bar.disable and bar.n != bar.last_print_n:
                 bar.refresh()
                 bar.last_print_n, bar.last_print_t = bar.n, time.time()  # tqdm's clock
+
+    def _redraw_until_closed(self) -> None:
+        while not self._closed.wait(REDRAW_AFTER):
+            self.redraw()
 
     def _figures(self) -> Figures:
         """The figures so far (no error messages: those come from the shards' results)."""
@@ -139,11 +147,16 @@ class Progress:
             self._observer(figures)
 
     def __enter__(self) -> Self:
+        if not self._bar.disable:
+            self._redrawer.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._closed.set()
+        if self._redrawer.is_alive():
+            self._redrawer.join()
         self._bar.close()
 
 
